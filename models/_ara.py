@@ -1,0 +1,210 @@
+"""Accuracy-Robustness Area (method.md §7)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._data import ImageSet, evaluation_indices, load_image_folder
+from ._perturb import MIN_MODES, ProgressFn, SanityCheckError, frozen, perturb
+
+REFERENCE_SETTINGS: dict[str, Any] = {"eps": 20.0, "steps": 450, "momentum": 0.9, "overshoot": 1.0}
+
+
+@dataclass
+class ARAResult:
+    """ARA of one mode on one image set.
+
+    Attributes:
+        value: the area between the accuracy curve and chance, ``∫ max(0, A(r) − 1/C) dr``.
+        mode: ``"l2min"`` (attack ARA) or ``"btr"``.
+        radii: ``(N,)`` minimal perturbation size ``d_i`` per image (0 when already wrong).
+        curve_r, curve_accuracy: the accuracy-versus-perturbation curve ``A(r)``.
+        accuracy: fraction of images right (or above chance for ``btr``) unperturbed.
+        settings: the routine's settings.
+        unsettled: images whose goal was first met late or never (sanity check).
+    """
+
+    value: float
+    mode: str
+    radii: torch.Tensor
+    curve_r: torch.Tensor
+    curve_accuracy: torch.Tensor
+    accuracy: float
+    num_classes: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    unsettled: int = 0
+
+
+def ara_from_radii(radii: torch.Tensor, num_classes: int, bins: int = 1000
+                   ) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Integrate ``max(0, A(r) − 1/C)`` with a ``bins``-bin histogram up to ``max d_i``.
+
+    Returns ``(value, r, A(r))`` with ``r`` the bin edges (``bins + 1`` points).
+    """
+    d = radii.double().cpu()
+    if d.numel() == 0:
+        raise ValueError("no radii to integrate")
+    top = float(d.max())
+    edges = torch.linspace(0.0, top, bins + 1, dtype=torch.float64)
+    if top == 0.0:
+        return 0.0, edges, torch.zeros_like(edges)
+    counts = torch.histc(d, bins=bins, min=0.0, max=top)
+    above = 1.0 - torch.cumsum(counts, 0) / d.numel()
+    width = top / bins
+    value = float((above - 1.0 / num_classes).clamp_min(0).sum() * width)
+    curve = torch.cat([(d > 0).double().mean().view(1), above])
+    return value, edges, curve
+
+
+def ara(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    mode: str = "btr",
+    eps: float = REFERENCE_SETTINGS["eps"],
+    steps: int = REFERENCE_SETTINGS["steps"],
+    momentum: float = REFERENCE_SETTINGS["momentum"],
+    overshoot: float = REFERENCE_SETTINGS["overshoot"],
+    batch_size: int = 500,
+    strict: bool = True,
+    bins: int = 1000,
+    progress: ProgressFn | None = None,
+) -> ARAResult:
+    """Attack (``mode="l2min"``) or BTR (``mode="btr"``) ARA of ``model`` on ``(x, y)``.
+
+    Defaults are the reference settings (eps 20, 450 steps, momentum 0.9, overshoot 1, no
+    clipping). Images already defeated without perturbation get ``d_i = 0`` and skip the
+    routine (exact: every sample is attacked independently in eval mode).
+
+    Raises :class:`SanityCheckError` (``strict``) when an image's goal was first met
+    after half the steps or never: raise ``eps`` or ``steps``.
+    """
+    if mode not in MIN_MODES:
+        raise ValueError(f"ARA mode must be 'l2min' (attack) or 'btr', got {mode!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    n = x.shape[0]
+    with frozen(model), torch.no_grad():
+        logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, n, batch_size)])
+    num_classes = logits.shape[1]
+    if mode == "l2min":
+        alive = logits.argmax(1) == y
+    else:
+        alive = logits.softmax(1).gather(1, y[:, None])[:, 0] > 1.0 / num_classes
+    radii = torch.zeros(n, dtype=torch.float64)
+    todo = alive.nonzero().flatten()
+    unsettled = 0
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start:start + batch_size]
+
+        def report(f: float, _s: int = start, _k: int = len(idx)) -> None:
+            if progress is not None:
+                progress((_s + f * _k) / max(1, len(todo)))
+
+        result = perturb(model, x[idx], y[idx], mode=mode, eps=eps, steps=steps,  # type: ignore[arg-type]
+                         overshoot=overshoot, momentum=momentum, progress=report)
+        radii[idx.cpu()] = result.rms.double().cpu()
+        unsettled += int((~result.sane).sum())
+    if strict and unsettled:
+        raise SanityCheckError(
+            f"{mode} ARA: for {unsettled} of {n} images the goal was first met after half of "
+            f"the {steps} steps or never, so their perturbations are not minimal; raise eps "
+            f"(now {eps}) or steps"
+        )
+    value, r, curve = ara_from_radii(radii, num_classes, bins)
+    settings = {"eps": eps, "steps": steps, "momentum": momentum, "overshoot": overshoot}
+    return ARAResult(value, mode, radii, r, curve, float(alive.float().mean()), num_classes,
+                     settings, unsettled)
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, data: ImageSet, device: torch.device | str | None = None,
+                      batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (eval mode; flag restored) on an :class:`ImageSet`."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    correct = 0
+    with frozen(model):
+        for i in range(0, len(data), batch_size):
+            x = data.floats(slice(i, i + batch_size)).to(device)
+            y = data.labels[i:i + batch_size].to(device)
+            correct += int((model(x).argmax(1) == y).sum())
+    return correct / max(1, len(data))
+
+
+def ara_on_dataset(model: nn.Module, data: ImageSet, n_images: int, *, mode: str = "btr",
+                   **kwargs: Any) -> ARAResult:
+    """ARA on the seeded evaluation subset (first ``n_images`` of randperm, seed 1776)."""
+    idx = evaluation_indices(len(data), n_images)
+    return ara(model, data.floats(idx), data.labels[idx], mode=mode, **kwargs)
+
+
+FAST_SETTINGS: dict[str, Any] = {"eps": 5.0, "steps": 150, "momentum": 0.9, "overshoot": 1.0}
+
+
+def plot_curves(results: list[ARAResult], path: str, title: str = "") -> None:
+    """Draw accuracy against perturbation size for each result into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for res in results:
+        label = {"l2min": "attack", "btr": "BTR"}[res.mode]
+        ax.plot(res.curve_r.numpy(), res.curve_accuracy.numpy(),
+                label=f"{label} (ARA {res.value:.4f})")
+    if results:
+        ax.axhline(1.0 / results[0].num_classes, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("perturbation size (RMS)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
+    """``aex evaluate``: accuracy and ARA on the seeded subset of ``--n-images`` images."""
+    from ._checkpoint import load_checkpoint, update_metrics
+
+    loaded = load_checkpoint(args.model, store=store)
+    size = loaded.input_size[0]
+    data = load_image_folder(args.data, size)
+    if data.classes != loaded.classes:
+        raise ValueError(
+            f"the data's classes {data.classes} differ from the model's {loaded.classes}"
+        )
+    idx = evaluation_indices(len(data), args.n_images)
+    subset = ImageSet(data.images[idx], data.labels[idx], data.classes)
+    report: dict[str, Any] = {
+        "model": loaded.name,
+        "accuracy": evaluate_accuracy(loaded.model, subset),
+        "n_images": len(subset),
+    }
+    if not args.no_ara:
+        settings = dict(FAST_SETTINGS) if args.fast else {
+            **REFERENCE_SETTINGS, "eps": args.eps, "steps": args.steps}
+        results = []
+        for mode, key in (("l2min", "ara_attack"), ("btr", "ara_btr")):
+            res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
+                      batch_size=args.batch_size, **settings)
+            report[key] = res.value
+            results.append(res)
+        report["ara_settings"] = settings
+        if args.plot:
+            plot_curves(results, str(args.plot), title=loaded.name)
+    if args.save_metrics:
+        update_metrics(loaded.name, {k: v for k, v in report.items()
+                                     if k in ("accuracy", "ara_attack", "ara_btr", "n_images")},
+                       store=store)
+    return report

@@ -1,0 +1,166 @@
+"""Save and load checkpoints as safetensors weights plus a JSON metadata sidecar.
+
+Loading never unpickles: weights come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ._architectures import create_model
+from ._store import FORMAT, CheckpointEntry, ModelStore, read_meta, sha256_file, validate_name
+
+
+@dataclass
+class LoadedModel:
+    """A network rebuilt from a checkpoint, in eval mode, with its metadata."""
+
+    name: str
+    model: nn.Module
+    meta: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        h, w = self.meta["input_size"]
+        return int(h), int(w)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def build_model(meta: dict[str, Any]) -> nn.Module:
+    """Rebuild the (untrained) network that a metadata dict describes."""
+    kwargs = dict(meta["arch_kwargs"])
+    return create_model(str(meta["arch"]), **kwargs)
+
+
+def _state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(
+    model: nn.Module,
+    name: str,
+    *,
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    classes: list[str],
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    aliases: list[str] | None = None,
+    store: ModelStore | None = None,
+) -> CheckpointEntry:
+    """Write ``<name>.safetensors`` and ``<name>.json`` into the registry, atomically.
+
+    Args:
+        model: the network (any device); its state dict is saved on the CPU.
+        name: registry name (letters, digits, ``.``, ``_``, ``-``).
+        arch, arch_kwargs: what :func:`create_model` needs to rebuild it; must include
+            ``input_size``, ``mean`` and ``std``.
+        classes: class names in logit order.
+        training: the fully resolved training options.
+        metrics: ``accuracy``, ``ara_attack``, ``ara_btr`` ... when known.
+        aliases: other names that resolve to this checkpoint.
+    """
+    validate_name(name)
+    num_classes = arch_kwargs.get("num_classes")
+    if num_classes is not None and num_classes != len(classes):
+        raise ValueError(f"{len(classes)} class names for a {num_classes}-class network")
+    for key in ("input_size", "mean", "std"):
+        if key not in arch_kwargs:
+            raise ValueError(f"arch_kwargs must contain {key!r}")
+    store = store or ModelStore()
+    store.root.mkdir(parents=True, exist_ok=True)
+    weights = store.root / f"{name}.safetensors"
+    tmp = weights.with_suffix(".safetensors.tmp")
+    save_file(_state_dict_for_saving(model), str(tmp), metadata={"format": FORMAT, "arch": arch})
+    os.replace(tmp, weights)
+    size = int(arch_kwargs["input_size"])
+    meta = {
+        "format": FORMAT,
+        "name": name,
+        "arch": arch,
+        "arch_kwargs": arch_kwargs,
+        "classes": list(classes),
+        "input_size": [size, size],
+        "mean": list(arch_kwargs["mean"]),
+        "std": list(arch_kwargs["std"]),
+        "training": training or {},
+        "metrics": metrics or {},
+        "aliases": list(aliases or []),
+        "weights": weights.name,
+        "sha256": sha256_file(weights),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    meta_path = store.write_meta(name, meta)
+    return CheckpointEntry(name, meta_path, weights, meta, bundled=False)
+
+
+def update_metrics(name: str, metrics: dict[str, Any], store: ModelStore | None = None) -> None:
+    """Merge ``metrics`` into a registered checkpoint's metadata."""
+    store = store or ModelStore()
+    entry = store.get(name)
+    if entry.bundled:
+        raise ValueError(f"model {name!r} is bundled with the package and read-only")
+    meta = dict(entry.meta)
+    meta["metrics"] = {**meta.get("metrics", {}), **metrics}
+    store.write_meta(entry.name, meta)
+
+
+def _entry_from_path(path: Path) -> CheckpointEntry:
+    meta_path = path if path.suffix == ".json" else path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: no metadata sidecar {meta_path.name} beside it")
+    meta = read_meta(meta_path)
+    weights = meta_path.parent / Path(str(meta["weights"])).name
+    if not weights.is_file():
+        raise ValueError(f"{meta_path}: weights file {weights.name} is missing")
+    return CheckpointEntry(meta_path.stem, meta_path, weights, meta, bundled=False)
+
+
+def load_checkpoint(
+    name_or_path: str | Path,
+    *,
+    store: ModelStore | None = None,
+    device: str | torch.device = "cpu",
+    verify: bool = True,
+) -> LoadedModel:
+    """Load a checkpoint by registry name/alias or by path (``.json`` or ``.safetensors``).
+
+    The weights' sha256 is checked against the metadata (``verify=True``) and the
+    state dict must match the rebuilt architecture exactly; either failure raises
+    ``ValueError``. The model comes back in eval mode on ``device``.
+    """
+    path = Path(name_or_path)
+    if path.suffix in (".json", ".safetensors") and path.exists():
+        entry = _entry_from_path(path)
+    else:
+        entry = (store or ModelStore()).get(str(name_or_path))
+    if verify and sha256_file(entry.weights_path) != entry.sha256:
+        raise ValueError(
+            f"checkpoint {entry.name!r}: weights file does not match the sha256 in its metadata"
+        )
+    model = build_model(entry.meta)
+    state = load_file(str(entry.weights_path), device="cpu")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"checkpoint {entry.name!r}: weights do not match the architecture in its "
+            f"metadata ({entry.meta['arch']}): {exc}"
+        ) from exc
+    model.to(device).eval()
+    return LoadedModel(entry.name, model, entry.meta)

@@ -1,0 +1,86 @@
+"""Render images, explanations and heat maps as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+DISPLAY_MIN = 128
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` in ``[0, 1]`` → ``(H, W, C)`` uint8 (clipped)."""
+    if x.dim() != 3:
+        raise ValueError(f"expected a (C, H, W) image, got shape {tuple(x.shape)}")
+    arr = x.detach().float().cpu().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def image_png(x: torch.Tensor) -> bytes:
+    """An image ``(C, H, W)`` in ``[0, 1]`` as PNG bytes, at its own size."""
+    return _png(Image.fromarray(_to_uint8(x)))
+
+
+def signed_difference(delta: torch.Tensor) -> torch.Tensor:
+    """Map a perturbation to ``[0, 1]``: grey is no change, brighter/darker is ± change."""
+    scale = delta.detach().abs().max().clamp_min(1e-12)
+    return 0.5 + 0.5 * delta.detach() / scale
+
+
+def difference_png(delta: torch.Tensor) -> bytes:
+    """A signed difference map of ``δ`` ``(C, H, W)`` as PNG bytes."""
+    return image_png(signed_difference(delta))
+
+
+def colorize(heat: torch.Tensor, cmap: str = "inferno") -> torch.Tensor:
+    """A heat map ``(H, W)`` in ``[0, 1]`` → an RGB image ``(3, H, W)``."""
+    from matplotlib import colormaps
+
+    rgba = colormaps[cmap](heat.detach().float().cpu().clamp(0, 1).numpy())
+    return torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).float()
+
+
+def heatmap_png(x: torch.Tensor, heat: torch.Tensor, alpha: float = 0.55) -> bytes:
+    """A heat map ``(H, W)`` over its image ``(C, H, W)`` as PNG bytes."""
+    base = x.detach().float().cpu()
+    if base.shape[0] == 1:
+        base = base.expand(3, -1, -1)
+    overlay = (1 - alpha) * base + alpha * colorize(heat)
+    return image_png(overlay)
+
+
+def grid_png(tiles: Sequence[torch.Tensor], labels: Sequence[str], columns: int = 6,
+             tile_size: int | None = None) -> bytes:
+    """Tiles ``(C, H, W)`` in ``[0, 1]`` in a labelled grid, upscaled for viewing."""
+    if not tiles:
+        raise ValueError("grid_png needs at least one tile")
+    if len(labels) != len(tiles):
+        raise ValueError("one label per tile")
+    h, w = tiles[0].shape[-2:]
+    scale = max(1, (tile_size or DISPLAY_MIN) // max(h, w))
+    tw, th = w * scale, h * scale
+    font = ImageFont.load_default()
+    label_h = 14 * max(1, max(label.count("\n") + 1 for label in labels))
+    columns = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // columns)
+    pad = 4
+    canvas = Image.new("RGB", (columns * (tw + pad) + pad, rows * (th + label_h + pad) + pad),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
+        r, c = divmod(i, columns)
+        img = Image.fromarray(_to_uint8(tile)).convert("RGB").resize((tw, th), Image.NEAREST)
+        x0, y0 = pad + c * (tw + pad), pad + r * (th + label_h + pad)
+        canvas.paste(img, (x0, y0))
+        draw.multiline_text((x0, y0 + th + 1), label, fill="black", font=font, spacing=1)
+    return _png(canvas)

@@ -1,0 +1,85 @@
+"""ARA (method.md §7): integration, the routine's settings, the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import ModelStore, SanityCheckError, ara, evaluation_indices
+from models._ara import ara_from_radii
+
+
+def test_integration_has_known_answers() -> None:
+    # All images need exactly 0.5: A(r) = 1 until 0.5; area = 0.5 · (1 − 1/10).
+    value, _, _ = ara_from_radii(torch.full((100,), 0.5), num_classes=10)
+    assert value == pytest.approx(0.45, rel=2e-3)
+    # Radii uniform on [0, 1]: A(r) = 1 − r; area = ∫₀^0.9 (0.9 − r) dr = 0.405.
+    value, r, curve = ara_from_radii(torch.linspace(0, 1, 10001), num_classes=10)
+    assert value == pytest.approx(0.405, rel=5e-3)
+    assert curve[0] == pytest.approx(1.0, abs=1e-3) and curve[-1] == 0 and len(r) == 1001
+    # Everything defeated unperturbed.
+    assert ara_from_radii(torch.zeros(5), num_classes=10)[0] == 0.0
+
+
+def test_evaluation_subset_is_the_seeded_permutation() -> None:
+    expected = torch.randperm(10000, generator=torch.Generator().manual_seed(1776))[:7]
+    assert torch.equal(evaluation_indices(10000, 7), expected)
+
+
+@pytest.mark.parametrize("mode", ["l2min", "btr"])
+def test_ara_on_a_tiny_network(mode: str, tiny: torch.nn.Module,
+                               tiny_images: torch.Tensor) -> None:
+    with torch.no_grad():
+        logits = tiny(tiny_images)
+    y = logits.argmax(1)
+    y[0] = logits[0].argmin()  # one image already defeated: d = 0
+    result = ara(tiny, tiny_images, y, mode=mode, eps=3.0, steps=60)
+    assert result.radii[0] == 0 and (result.radii[1:] > 0).all()
+    assert result.value > 0 and result.unsettled == 0
+    assert result.accuracy == pytest.approx(5 / 6)
+    value, _, _ = ara_from_radii(result.radii, 3)
+    assert result.value == pytest.approx(value)
+
+
+def test_btr_needs_at_least_the_attack_radius_on_two_classes(tiny: torch.nn.Module,
+                                                               tiny_images: torch.Tensor) -> None:
+    with torch.no_grad():
+        y = tiny(tiny_images).argmax(1)
+    attack = ara(tiny, tiny_images, y, mode="l2min", eps=3.0, steps=60)
+    btr = ara(tiny, tiny_images, y, mode="btr", eps=3.0, steps=60)
+    assert (btr.radii >= attack.radii * 0.8).all()
+
+
+def test_too_small_a_budget_is_a_clear_error(tiny: torch.nn.Module,
+                                             tiny_images: torch.Tensor) -> None:
+    with torch.no_grad():
+        y = tiny(tiny_images).argmax(1)
+    with pytest.raises(SanityCheckError, match="raise eps"):
+        ara(tiny, tiny_images, y, mode="l2min", eps=1e-3, steps=10)
+    with pytest.raises(ValueError, match="ARA mode"):
+        ara(tiny, tiny_images, y, mode="l2")
+
+
+@pytest.mark.needs_shared_data
+def test_cli_evaluate_json_and_plot(reference_store: ModelStore, cifar_test_dir: Path,
+                                    tmp_path: Path) -> None:
+    plot = tmp_path / "curve.png"
+    out = subprocess.run(
+        [sys.executable, "-m", "aex.cli", "evaluate", "ref-robust", "--data", str(cifar_test_dir),
+         "--n-images", "40", "--steps", "60", "--eps", "5", "--json", "--plot", str(plot),
+         "--model-dir", str(reference_store.root)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    report = json.loads(out)
+    assert report["n_images"] == 40 and 0.4 < report["accuracy"] < 0.9
+    assert 0 < report["ara_attack"] < report["ara_btr"] < 0.2
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    acc_only = subprocess.run(
+        [sys.executable, "-m", "aex.cli", "evaluate", "ref-standard", "--data",
+         str(cifar_test_dir), "--no-ara", "--json", "--model-dir", str(reference_store.root)],
+        capture_output=True, text=True, check=True).stdout
+    assert set(json.loads(acc_only)) >= {"accuracy", "n_images"}
+    assert "ara_btr" not in json.loads(acc_only)
