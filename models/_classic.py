@@ -59,7 +59,7 @@ class ClassicExplainer:
         if target.shape != (x.shape[0],):
             raise ValueError(f"target must have shape ({x.shape[0]},), got {tuple(target.shape)}")
         with frozen(self.model):
-            inputs = x.detach().clone()
+            inputs = x.detach().clone().requires_grad_(True)
             if self.method == "saliency":
                 attr = Saliency(self.model).attribute(inputs, target=target, abs=True)
             elif self.method == "integrated_gradients":

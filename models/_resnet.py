@@ -43,11 +43,11 @@ class PreActBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, act: str) -> None:
         super().__init__()
-        self.pre = nn.Sequential(nn.BatchNorm2d(in_ch), make_activation(act))
+        self.pre = nn.Sequential(nn.BatchNorm2d(in_ch), make_activation(act, inplace=True))
         self.main = nn.Sequential(
             nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(out_ch),
-            make_activation(act),
+            make_activation(act, inplace=True),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
         )
         self.shortcut: nn.Module | None = None
@@ -115,7 +115,7 @@ class PreActResNet(nn.Module):
             layers.append(nn.Sequential(*stage))
         layers += [
             nn.BatchNorm2d(in_ch),
-            make_activation(act),
+            make_activation(act, inplace=True),
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(in_ch, num_classes, 1, bias=True),
         ]

@@ -1,0 +1,295 @@
+"""``aex serve``, ``aex worker`` and ``aex remote ...``: the service from the command line.
+
+``aex serve`` runs the API, worker processes and, when no Redis is configured or
+running, a private Redis server; Ctrl-C or SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+WORKER_STOP_S = 10.0
+
+
+def say(text: str = "") -> None:
+    """Command-line output (stdout)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def register(sub: Any) -> None:
+    """Add the service subcommands to ``sub`` (an argparse subparsers object)."""
+    serve = sub.add_parser("serve", help="run the API, a worker and (if needed) Redis")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes to start (0: rely on workers elsewhere)")
+    serve.add_argument("--embedded-redis", action="store_true",
+                       help="always start a private Redis (default: only when AEX_REDIS_URL "
+                            "is unset and nothing answers on 127.0.0.1:6379)")
+    serve.set_defaults(func=_serve)
+
+    from worker.main import add_arguments
+
+    worker = sub.add_parser("worker", help="run a worker that takes jobs from Redis")
+    add_arguments(worker)
+    worker.set_defaults(func=_worker)
+
+    remote = sub.add_parser("remote", help="use a running service over HTTP")
+    remote.add_argument("--url", default=os.environ.get("AEX_URL", DEFAULT_URL),
+                        help="service URL (default $AEX_URL or %(default)s)")
+    remote.add_argument("--api-key", default=os.environ.get("AEX_API_KEY"),
+                        help="X-API-Key to send (default $AEX_API_KEY)")
+    rsub = remote.add_subparsers(dest="remote_command", required=True)
+    explain = rsub.add_parser("explain", help="explain an image's classification")
+    explain.add_argument("image", type=Path)
+    explain.add_argument("--model", help="model name or alias (default: the default model)")
+    explain.add_argument("--method", default="adversarial",
+                         choices=["adversarial", "saliency", "integrated_gradients",
+                                  "smoothgrad", "gradcam"])
+    explain.add_argument("--targets", default="all",
+                         help="all, true, predicted, second, or classes: cat,dog,3")
+    explain.add_argument("--rho", type=float, help="perturbation budget (adversarial)")
+    explain.add_argument("--steps", type=int, help="routine steps (adversarial)")
+    _output_arguments(explain)
+    explain.set_defaults(func=_remote_explain)
+    attack = rsub.add_parser("attack", help="attack the model on an image, compare Grad-CAM")
+    attack.add_argument("image", type=Path)
+    attack.add_argument("--model")
+    attack.add_argument("--mode", default="l2min", choices=["l2", "l2min", "btr"])
+    attack.add_argument("--eps", type=float)
+    attack.add_argument("--steps", type=int)
+    attack.add_argument("--target", help="l2 mode: class to push toward")
+    _output_arguments(attack)
+    attack.set_defaults(func=_remote_attack)
+    models = rsub.add_parser("models", help="list the service's models")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=_remote_models)
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="save the job's pictures into this folder")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
+
+
+# aex serve -----------------------------------------------------------------------------
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM: stop everything ``aex serve`` started, then exit normally."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
+def _die_with_parent() -> None:
+    """In a child: receive SIGTERM if ``aex serve`` dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _example_image(folder: Path) -> Path:
+    """A small picture to try the service with."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64), (110, 160, 220))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 44, 63, 63), fill=(70, 130, 60))
+    draw.rectangle((14, 30, 50, 46), fill=(200, 30, 30))
+    draw.ellipse((16, 40, 26, 50), fill=(20, 20, 20))
+    draw.ellipse((38, 40, 48, 50), fill=(20, 20, 20))
+    path = folder / "example.png"
+    image.save(path)
+    return path
+
+
+def _stop(process: subprocess.Popen[bytes], name: str) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(WORKER_STOP_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("%s (pid %d) did not stop in %.0f s; killing it", name, process.pid,
+                       WORKER_STOP_S)
+        process.kill()
+        process.wait()
+
+
+def _announce(server: Any, url: str, example: Path) -> None:
+    """Once the server listens: where to go and a ``curl`` example that works as printed."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    say(f"aex service on {url}  (API docs: {url}/docs; Ctrl-C stops everything)")
+    say("try it:")
+    say(f"  curl -s \"{url}$(curl -s -o /dev/null -w '%header{{location}}' "
+        f"-F image=@{example} {url}/v1/explanations)?wait=120\"")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from aex.cli import CommandError
+    from service.app import create_app
+    from service.redis_server import RedisServer, redis_answers
+    from service.settings import Settings
+
+    if not 0 <= args.workers <= 64:
+        raise CommandError("--workers must be between 0 and 64")
+    if not _port_free(args.host, args.port):
+        raise CommandError(f"{args.host}:{args.port} is in use; choose another --port")
+    state = Path(tempfile.mkdtemp(prefix="aex-serve-"))
+    redis_server: RedisServer | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_stopped)
+    try:
+        if args.embedded_redis or (
+            "AEX_REDIS_URL" not in os.environ and not redis_answers("127.0.0.1", 6379)
+        ):
+            redis_server = RedisServer(state / "redis")
+            redis_server.start(preexec_fn=_die_with_parent, start_new_session=True)
+            env["AEX_REDIS_URL"] = redis_server.url
+            say(f"started a private Redis server ({redis_server.url})")
+        settings = Settings(**({"redis_url": env["AEX_REDIS_URL"]}
+                               if "AEX_REDIS_URL" in env else {}))
+        url = f"http://{args.host}:{args.port}"
+        env.setdefault("AEX_API_URL", url)
+        for _ in range(args.workers):
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "worker"], env=env, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent, start_new_session=True,
+            ))
+        config = uvicorn.Config(create_app(settings), host=args.host, port=args.port,
+                                log_level="info")
+        server = uvicorn.Server(config)
+        threading.Thread(target=_announce, args=(server, url, _example_image(state)),
+                         daemon=True).start()
+        server.run()
+    except _Stopped:
+        logger.info("stopping")
+    finally:
+        for child in children:
+            _stop(child, "worker")
+        if redis_server is not None:
+            redis_server.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+# aex worker ----------------------------------------------------------------------------
+
+def _worker(args: argparse.Namespace) -> int:
+    from service.settings import get_settings
+    from worker.main import run_worker
+
+    run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload)
+    return 0
+
+
+# aex remote ----------------------------------------------------------------------------
+
+def _client(args: argparse.Namespace) -> Any:
+    from aex.client import Client
+
+    return Client(args.url, api_key=args.api_key)
+
+
+def _report(done: Any, args: argparse.Namespace) -> None:
+    result = done.result
+    if args.json:
+        say(json.dumps(result, indent=2))
+    if args.out:
+        paths = done.save(args.out)
+        say(f"saved {len(paths)} pictures in {args.out}")
+
+
+def _remote_call(args: argparse.Namespace, call: str, **options: Any) -> Any:
+    from aex.cli import CommandError
+    from aex.client import JobFailedError, ServiceError
+
+    if not args.image.is_file():
+        raise CommandError(f"no such image file: {args.image}")
+    with _client(args) as client:
+        try:
+            done = getattr(client, call)(args.image, timeout=args.timeout, **options)
+            _report(done, args)
+        except (ServiceError, JobFailedError) as exc:
+            raise CommandError(str(exc)) from exc
+    return done.result
+
+
+def _remote_explain(args: argparse.Namespace) -> int:
+    result = _remote_call(args, "explain", targets=args.targets, method=args.method,
+                          model=args.model, rho=args.rho, steps=args.steps)
+    if not args.json:
+        top = result["predictions"][0]
+        say(f"{result['model']}: predicted {top['class']} ({top['probability']:.3f})")
+        for t in result["targets"]:
+            after = t["probability_after"]
+            change = f" -> {after:.3f}" if after is not None else ""
+            say(f"  {t['class']:>12}: {t['probability_before']:.3f}{change}  {t['artifact']}")
+    return 0
+
+
+def _remote_attack(args: argparse.Namespace) -> int:
+    result = _remote_call(args, "attack", mode=args.mode, model=args.model, eps=args.eps,
+                          steps=args.steps, target=args.target)
+    if not args.json:
+        b, a = result["before"], result["after"]
+        say(f"{result['model']} ({result['mode']}): {b['class']} ({b['probability']:.3f}) -> "
+            f"{a['class']} ({a['probability']:.3f}), perturbation rms "
+            f"{result['perturbation_rms']:.4f}, success {result['success']}, "
+            f"Grad-CAM similarity {result['gradcam_similarity']:.3f}")
+    return 0
+
+
+def _remote_models(args: argparse.Namespace) -> int:
+    from aex.cli import CommandError
+    from aex.client import ServiceError
+
+    with _client(args) as client:
+        try:
+            models = client.models()
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+    if args.json:
+        say(json.dumps(models, indent=2))
+        return 0
+    for m in models:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in m["metrics"].items()
+                            if isinstance(v, int | float))
+        aliases = f" (aliases: {', '.join(m['aliases'])})" if m["aliases"] else ""
+        say(f"{m['name']}{aliases}: {m['arch']}, {len(m['classes'])} classes"
+            f"{', ' + metrics if metrics else ''}")
+    return 0

@@ -1,0 +1,107 @@
+"""The FastAPI application: ``create_app()`` wires settings, queue, store and routers.
+
+Run it with ``uvicorn --factory service.app:create_app`` or ``aex serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from aex import __version__
+from models._store import ModelStore
+
+from .deps import ApiKeyDep
+from .exceptions import ServiceError
+from .limits import BodyLimitMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .queue import JobQueue
+from .routers import attacks, explanations, health, jobs, models
+from .settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Adversarial explanations of image-classifier decisions on robust networks
+(Woods, Chen & Teuscher, Nature Machine Intelligence 2019).
+
+Upload an image to `POST /v1/explanations` or `POST /v1/attacks`; the answer (`202`)
+holds a job id. Poll `GET /v1/jobs/{id}` (or long-poll with `?wait=30`) until the
+status is `finished`, then fetch the pictures listed in `result.artifacts`.
+When the service has API keys configured, send one in `X-API-Key`.
+"""
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, ServiceError):
+        raise TypeError(f"not a ServiceError: {exc!r}")
+    return JSONResponse({"detail": exc.message}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    clean = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", ""),
+              "type": e.get("type", "")} for e in errors]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in clean) or "invalid request"
+    return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
+
+
+def _redis_error(retry_after: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("Redis unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "the job queue is unavailable (cannot reach Redis); "
+                       f"retry in {retry_after} s"},
+            status_code=503,
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    return handler
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app from ``settings`` (read from ``AEX_*`` environment variables if None)."""
+    settings = settings or get_settings()
+    queue = JobQueue(settings)
+    app = FastAPI(
+        title="aex: adversarial explanations",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "explanations", "description": "explain a classification"},
+            {"name": "attacks", "description": "attack a model, compare Grad-CAM"},
+            {"name": "jobs", "description": "status, results, pictures, cancellation"},
+            {"name": "models", "description": "the model registry and checkpoints"},
+            {"name": "health", "description": "liveness, readiness, metrics"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.queue = queue
+    app.state.store = ModelStore(settings.model_dir) if settings.model_dir else ModelStore()
+    app.state.metrics = Metrics(queue)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    redis_handler = _redis_error(settings.retry_after_s)
+    app.add_exception_handler(RedisConnectionError, redis_handler)
+    app.add_exception_handler(RedisTimeoutError, redis_handler)
+    for router in (explanations.router, attacks.router, jobs.router, models.router):
+        app.include_router(router, prefix="/v1", dependencies=[ApiKeyDep])
+    app.include_router(health.router)
+    logger.info("aex API ready (queue %r, %d API keys)", settings.queue_name,
+                len(settings.api_keys))
+    return app

@@ -1,0 +1,78 @@
+"""``POST /v1/attacks``: upload an image, get a job that attacks the model on it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+
+from ..deps import QueueDep, SettingsDep, StoreDep
+from ..exceptions import InvalidRequestError
+from ..schemas import AttackMode, JobAccepted
+from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_class, resolve_model
+
+router = APIRouter(prefix="/attacks", tags=["attacks"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=SUBMIT_RESPONSES,
+    summary="Attack the model on an image and compare Grad-CAM before and after",
+)
+def create_attack(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    queue: QueueDep,
+    store: StoreDep,
+    image: Annotated[UploadFile, File(description="PNG, JPEG or WebP image")],
+    model: Annotated[
+        str | None,
+        Form(max_length=64, description="registry name or alias; the default model if omitted"),
+    ] = None,
+    mode: Annotated[
+        AttackMode,
+        Form(description="l2: bounded by eps; l2min: smallest change of the prediction; "
+                         "btr: smallest push of the class below chance"),
+    ] = "l2min",
+    eps: Annotated[
+        float | None,
+        Form(gt=0, le=50, allow_inf_nan=False,
+             description="RMS budget (l2) or search bound (l2min, btr); core default if omitted"),
+    ] = None,
+    steps: Annotated[
+        int | None, Form(ge=1, le=1000, description="routine steps; core default if omitted")
+    ] = None,
+    target: Annotated[
+        str | None,
+        Form(max_length=200,
+             description="l2 mode only: class (name or index) to push the image toward"),
+    ] = None,
+) -> JobAccepted:
+    """Queue an attack job and answer ``202`` with its id and status URL."""
+    entry = resolve_model(store, model)
+    target_index = None
+    if target not in (None, ""):
+        if mode != "l2":
+            raise InvalidRequestError(
+                f"target: a target class can only be given with mode 'l2', not {mode!r}"
+            )
+        target_index = resolve_class(target, entry)
+    data = read_upload(image, settings)
+    job = queue.submit(
+        "attack",
+        {
+            "model": entry.name,
+            "sha256": entry.sha256,
+            "mode": mode,
+            "eps": eps,
+            "steps": steps,
+            "target": target_index,
+        },
+        data,
+        model=entry.name,
+    )
+    request.app.state.metrics.submitted.labels("attack").inc()
+    return accepted(response, job.id, "attack", entry.name)

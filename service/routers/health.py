@@ -1,0 +1,51 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` (outside ``/v1``; no API key needed)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from ..deps import QueueDep
+from ..schemas import Health
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="The API process is up")
+def healthz() -> Health:
+    """Always ``ok`` while the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health,
+            responses={503: {"model": Health, "description": "not ready"}},
+            summary="Redis reachable and at least one worker alive")
+def readyz(queue: QueueDep) -> Response:
+    """``200`` when jobs can be queued and run, else ``503`` saying what is missing."""
+    try:
+        queue.ping()
+        workers = queue.workers_alive()
+        depth = queue.depth()
+    except RedisError as exc:
+        logger.warning("readyz: Redis unavailable: %s", exc)
+        body = Health(status="unavailable", redis=False, detail=f"Redis unreachable: {exc}")
+        return JSONResponse(body.model_dump(), status_code=503)
+    if workers == 0:
+        body = Health(status="unavailable", redis=True, workers=0, queue_depth=depth,
+                      detail="no worker is alive: start one with `aex worker`")
+        return JSONResponse(body.model_dump(), status_code=503)
+    body = Health(status="ok", redis=True, workers=workers, queue_depth=depth)
+    return JSONResponse(body.model_dump())
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request) -> Response:
+    """Requests, queue depth, jobs by state, live workers and job durations by kind."""
+    data = generate_latest(request.app.state.metrics.registry)
+    return Response(data, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,104 @@
+"""What a running job needs from Redis: its upload, progress, cancellation, artifacts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+from rq import get_current_job
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from service import keys
+from service.metrics import record_job
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.2
+ARTIFACT_TTL_MARGIN_S = 60
+
+
+class JobCanceledError(Exception):
+    """A client asked to cancel this job while it ran."""
+
+
+class JobContext:
+    """The current RQ job seen from the code that runs it."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.connection: Redis = job.connection
+        self._last_report = 0.0
+
+    @classmethod
+    def current(cls) -> JobContext:
+        """The context of the job this worker is running."""
+        job = get_current_job()
+        if job is None:
+            raise RuntimeError("not inside an RQ job")
+        return cls(job)
+
+    def upload(self) -> bytes:
+        """The image bytes the client uploaded."""
+        data = self.connection.get(keys.upload(self.job.id))
+        if data is None:
+            raise LookupError(f"the upload of job {self.job.id} has expired or was removed")
+        return bytes(data)
+
+    def progress(self, fraction: float) -> None:
+        """Record progress in ``job.meta`` (throttled) and stop if the job was canceled."""
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_report < PROGRESS_INTERVAL_S:
+            return
+        self._last_report = now
+        if self.connection.exists(keys.cancel(self.job.id)):
+            self.job.meta["canceled"] = True
+            raise JobCanceledError(f"job {self.job.id} was canceled")
+        self.job.meta["progress"] = round(min(max(float(fraction), 0.0), 1.0), 4)
+        self.job.save_meta()
+
+    def store_artifacts(self, artifacts: dict[str, bytes]) -> list[str]:
+        """Put PNGs into Redis under the job, expiring with its result; their names."""
+        ttl = int(self.job.result_ttl or 0) + ARTIFACT_TTL_MARGIN_S
+        key = keys.artifacts(self.job.id)
+        with self.connection.pipeline() as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=artifacts)
+            pipe.expire(key, ttl)
+            pipe.execute()
+        return list(artifacts)
+
+    @contextmanager
+    def running(self, kind: str) -> Iterator[None]:
+        """Time the job, record the outcome, and leave a readable ``meta["error"]``."""
+        start = time.perf_counter()
+        status = "failed"
+        try:
+            yield
+            status = "finished"
+        except JobCanceledError:
+            status = "canceled"
+            raise
+        except JobTimeoutException as exc:
+            self.job.meta["error"] = (
+                f"the job exceeded its time limit of {self.job.timeout} s; "
+                "ask for fewer targets or steps, or raise AEX_JOB_TIMEOUT_S"
+            )
+            logger.warning("job %s timed out: %s", self.job.id, exc)
+            raise
+        except (ValueError, LookupError) as exc:
+            self.job.meta["error"] = str(exc)
+            raise
+        except Exception as exc:
+            self.job.meta["error"] = f"internal error in the worker: {type(exc).__name__}: {exc}"
+            logger.exception("job %s failed", self.job.id)
+            raise
+        finally:
+            seconds = time.perf_counter() - start
+            self.job.save_meta()
+            self.connection.delete(keys.upload(self.job.id), keys.cancel(self.job.id))
+            record_job(self.connection, kind, seconds, status)
+            logger.info("%s job %s %s in %.2f s", kind, self.job.id, status, seconds)
