@@ -74,13 +74,15 @@ def ara(
     batch_size: int = 500,
     strict: bool = True,
     bins: int = 1000,
+    skip_defeated: bool = True,
     progress: ProgressFn | None = None,
 ) -> ARAResult:
     """Attack (``mode="l2min"``) or BTR (``mode="btr"``) ARA of ``model`` on ``(x, y)``.
 
     Defaults are the reference settings (eps 20, 450 steps, momentum 0.9, overshoot 1, no
-    clipping). Images already defeated without perturbation get ``d_i = 0`` and skip the
-    routine (exact: every sample is attacked independently in eval mode).
+    clipping). Images already defeated without perturbation get ``d_i = 0`` and, with
+    ``skip_defeated``, skip the routine (exact: every sample is attacked independently in
+    eval mode, and the routine's first pass finds the same ``d_i = 0``).
 
     Raises :class:`SanityCheckError` (``strict``) when an image's goal was first met
     after half the steps or never: raise ``eps`` or ``steps``.
@@ -100,7 +102,7 @@ def ara(
     else:
         alive = logits.softmax(1).gather(1, y[:, None])[:, 0] > 1.0 / num_classes
     radii = torch.zeros(n, dtype=torch.float64)
-    todo = alive.nonzero().flatten()
+    todo = alive.nonzero().flatten() if skip_defeated else torch.arange(n, device=device)
     unsettled = 0
     for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -23,7 +24,7 @@ from .exceptions import ServiceError
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .queue import JobQueue
-from .routers import attacks, explanations, health, jobs, models
+from .routers import attacks, explanations, health, jobs, models, web
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (explanations.router, attacks.router, jobs.router, models.router):
         app.include_router(router, prefix="/v1", dependencies=[ApiKeyDep])
     app.include_router(health.router)
+    # The web page (issue 6): `/` and its files under /static/, outside /v1 and without an
+    # API key (they hold no data); the page itself sends the key the person enters.
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     logger.info("aex API ready (queue %r, %d API keys)", settings.queue_name,
                 len(settings.api_keys))
     return app

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from models._store import CheckpointEntry
 
 from ..deps import StoreDep
+from ..exceptions import NotFoundError
 from ..schemas import ModelDetail, ModelSummary, Problem
 from ._common import resolve_model
 
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/models", tags=["models"])
 ModelName = Annotated[str, Path(max_length=64, description="name or alias",
                                 examples=["default"])]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown"}}
+ARA_PLOT_SUFFIX = ".ara.png"  # `aex evaluate NAME --plot <registry>/NAME.ara.png` writes it
 
 
 def _summary(entry: CheckpointEntry) -> dict[str, Any]:
@@ -82,3 +84,27 @@ def get_checkpoint(
         filename=f"{entry.name}.safetensors",
         headers={"ETag": etag, "X-Checkpoint-SHA256": entry.sha256},
     )
+
+
+@router.get(
+    "/{name}/ara.png",
+    response_class=FileResponse,
+    responses={404: {"model": Problem, "description": "unknown model, or no curve picture"},
+               200: {"content": {"image/png": {}}, "description": "PNG"}},
+    summary="A model's ARA curves as a picture",
+)
+def get_ara_plot(name: ModelName, store: StoreDep) -> Response:
+    """Accuracy against perturbation size (attack and BTR), as ``aex evaluate --plot`` drew it.
+
+    The picture is the file ``<name>.ara.png`` beside the model's metadata in its registry
+    folder; the model's name comes from the registry's listing, never from the request.
+    """
+    entry = resolve_model(store, name)
+    path = entry.meta_path.with_name(f"{entry.name}{ARA_PLOT_SUFFIX}")
+    if not path.is_file():
+        raise NotFoundError(
+            f"model {entry.name!r} has no ARA curve picture; draw one with "
+            f"`aex evaluate {entry.name} --data TEST_DIR --plot "
+            f"<registry folder>/{entry.name}{ARA_PLOT_SUFFIX}`"
+        )
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
