@@ -156,7 +156,8 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--plot", type=Path, help="write the accuracy curves to this PNG")
     p.add_argument("--model-dir", type=Path, help="registry folder (default $AEX_MODEL_DIR)")
     p.add_argument("--save-metrics", action="store_true",
-                   help="write the results into the checkpoint's metadata")
+                   help="write the results into the checkpoint's metadata, and the curves "
+                        "into <registry>/<name>.ara.png (shown on the model page)")
     p.set_defaults(func=_evaluate)
 
 

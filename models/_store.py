@@ -20,6 +20,7 @@ FORMAT = "aex-checkpoint/1"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_ALIAS = "default"
 BUNDLED_DIR = Path(__file__).resolve().parent / "default"
+ARA_PLOT_SUFFIX = ".ara.png"  # the ARA curves of <name> are drawn into <name>.ara.png
 
 
 class ModelNotFoundError(LookupError):
@@ -74,6 +75,11 @@ class CheckpointEntry:
     @property
     def sha256(self) -> str:
         return str(self.meta["sha256"])
+
+    @property
+    def ara_plot_path(self) -> Path:
+        """Where ``aex evaluate --save-metrics`` draws this model's ARA curves."""
+        return self.meta_path.with_name(f"{self.name}{ARA_PLOT_SUFFIX}")
 
     def summary(self) -> dict[str, Any]:
         """``{"name", "aliases", "metrics", ...}`` for listings."""

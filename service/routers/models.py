@@ -19,7 +19,6 @@ router = APIRouter(prefix="/models", tags=["models"])
 ModelName = Annotated[str, Path(max_length=64, description="name or alias",
                                 examples=["default"])]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown"}}
-ARA_PLOT_SUFFIX = ".ara.png"  # `aex evaluate NAME --plot <registry>/NAME.ara.png` writes it
 
 
 def _summary(entry: CheckpointEntry) -> dict[str, Any]:
@@ -96,15 +95,15 @@ def get_checkpoint(
 def get_ara_plot(name: ModelName, store: StoreDep) -> Response:
     """Accuracy against perturbation size (attack and BTR), as ``aex evaluate --plot`` drew it.
 
-    The picture is the file ``<name>.ara.png`` beside the model's metadata in its registry
-    folder; the model's name comes from the registry's listing, never from the request.
+    The picture is the file ``<name>.ara.png`` beside the model's metadata, drawn by
+    ``aex evaluate --save-metrics``; the path comes from the registry's listing, never
+    from the request.
     """
     entry = resolve_model(store, name)
-    path = entry.meta_path.with_name(f"{entry.name}{ARA_PLOT_SUFFIX}")
+    path = entry.ara_plot_path
     if not path.is_file():
         raise NotFoundError(
             f"model {entry.name!r} has no ARA curve picture; draw one with "
-            f"`aex evaluate {entry.name} --data TEST_DIR --plot "
-            f"<registry folder>/{entry.name}{ARA_PLOT_SUFFIX}`"
+            f"`aex evaluate {entry.name} --data TEST_DIR --save-metrics`"
         )
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})

@@ -48,7 +48,8 @@ JOB_TIMEOUT_MS = 120_000
 
 
 def write_ara_plot(model_dir: Path, work: Path) -> None:
-    """``aex evaluate tiny --plot <registry>/tiny.ara.png`` on a few made-up pictures."""
+    """``aex evaluate tiny --save-metrics`` (draws ``<registry>/tiny.ara.png``) on a few
+    made-up pictures."""
     from aex.cli import main
 
     rng = random.Random(0)
@@ -59,8 +60,8 @@ def write_ara_plot(model_dir: Path, work: Path) -> None:
             colour = tuple(rng.randrange(256) for _ in range(3))
             Image.new("RGB", (32, 32), colour).save(folder / f"{i}.png")
     assert main(["evaluate", "tiny", "--data", str(work), "--n-images", "9", "--steps", "30",
-                 "--eps", "5", "--model-dir", str(model_dir),
-                 "--plot", str(model_dir / "tiny.ara.png"), "--json"]) == 0
+                 "--eps", "5", "--model-dir", str(model_dir), "--save-metrics",
+                 "--json"]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +151,11 @@ def test_explain_view(page: Any, stack: dict[str, Any]) -> None:
     url = stack["url"]
     page.goto(f"{url}/")
     page.wait_for_selector("#explain-model option[value=tiny]", state="attached")
-    assert "3 classes" in page.inner_text("#explain-model-info")
-    assert "accuracy 50.0 %" in page.inner_text("#explain-model-info")
+    metrics = httpx.get(f"{url}/v1/models/tiny").json()["metrics"]
+    info = page.inner_text("#explain-model-info")
+    assert "3 classes" in info
+    assert f"accuracy {100 * metrics['accuracy']:.1f} %" in info
+    assert f"ARA (BTR) {metrics['ara_btr']:.4f}" in info
     assert page.evaluate(UNLABELLED) == []  # every control has a label
     upload(page, "#explain-image", "gradient.png", image_bytes())
     page.click("details.advanced > summary")
@@ -251,7 +255,8 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
     page.wait_for_selector("#model-curve-slot .curve")
     assert page.inner_text("#models-title") == "Model tiny"
     body = page.inner_text("#models-body")
-    assert "50.0 %" in body and "resnet20" in body and "ship" in body
+    accuracy = httpx.get(f"{url}/v1/models/tiny").json()["metrics"]["accuracy"]
+    assert f"{100 * accuracy:.1f} %" in body and "resnet20" in body and "ship" in body
     assert len(loaded_images(page, "#model-curve-slot img")) == 1
     link = page.locator("#checkpoint-link")
     assert link.get_attribute("href") == "/v1/models/tiny/checkpoint"
