@@ -185,6 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
                                if "AEX_REDIS_URL" in env else {}))
         url = f"http://{args.host}:{args.port}"
         env.setdefault("AEX_API_URL", url)
+        _warn_without_default_model(settings)
         for _ in range(args.workers):
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "worker"], env=env, stdin=subprocess.DEVNULL,
@@ -205,6 +206,18 @@ def _serve(args: argparse.Namespace) -> int:
             redis_server.stop()
         shutil.rmtree(state, ignore_errors=True)
     return 0
+
+
+def _warn_without_default_model(settings: Any) -> None:
+    """Say how to get a model when the registry has no ``default`` one."""
+    from models._store import DEFAULT_ALIAS, ModelNotFoundError, ModelStore
+
+    try:
+        ModelStore(settings.model_dir).get(DEFAULT_ALIAS)
+    except ModelNotFoundError as exc:
+        say(f"warning: {exc}. Register one, for example: aex models import-reference "
+            f"../shared/checkpoints/reference/resnet44-robust.pt --name paper-robust "
+            f"--alias {DEFAULT_ALIAS}")
 
 
 # aex worker ----------------------------------------------------------------------------

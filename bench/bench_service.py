@@ -1,6 +1,6 @@
 """Service overhead and worker scaling, measured side by side in one run.
 
-    python bench/bench_service.py [--model NAME] [--latency-jobs 5] [--batch 8]
+    python bench/bench_service.py [--model NAME] [--latency-jobs 5] [--batch 16]
 
 Compares, for the default adversarial explanation (all targets, the paper's ρ and
 steps), the job done in this process (decode → explain → render PNGs, and the core
@@ -107,7 +107,8 @@ class Service:
     def __init__(self, folder: Path, model_dir: Path | None, threads: int) -> None:
         self.folder = folder
         self.redis = RedisServer(folder / "redis").start()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AEX_")}
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("AEX_") or k == "AEX_MODEL_DIR"}
         self.env.update({"AEX_REDIS_URL": self.redis.url, "AEX_TORCH_THREADS": str(threads),
                          "OMP_NUM_THREADS": str(threads), "AEX_MAX_QUEUE": "1000"})
         if model_dir is not None:
@@ -144,6 +145,9 @@ class Service:
                         for i in range(count)]
         redis = Redis.from_url(self.redis.url)
         while redis.zcount("aex:workers", time.time(), "+inf") < count:
+            for i, worker in enumerate(self.workers):
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker {i} exited; see {self.folder}/worker{i}.log")
             time.sleep(0.1)
         self.run_batch(count, model)  # one warm-up job each
 
@@ -181,7 +185,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="registry name (default: the default model)")
     parser.add_argument("--latency-jobs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=8, help="jobs per throughput run")
+    parser.add_argument("--batch", type=int, default=16, help="jobs per throughput run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     args = parser.parse_args()
 
