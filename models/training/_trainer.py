@@ -221,6 +221,11 @@ class Trainer:
             raise ValueError(f"--resume: no training state in {self.run_dir}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved, current = state["identity"], json.loads(json.dumps(self._identity()))
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        # An option added after the run started matches when it keeps its default.
+        for key in set(current) - set(saved):
+            if key in defaults and current[key] == defaults[key]:
+                saved[key] = current[key]
         diffs = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if diffs:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}"

@@ -146,6 +146,26 @@ def test_resume_with_other_options_is_refused(small_folder: Path, tmp_path: Path
         _trainer(small_folder, tmp_path, epochs=1)
 
 
+def test_resume_accepts_a_state_from_before_a_new_option_existed(small_folder: Path,
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(_Stop):
+        _trainer(small_folder, tmp_path, epochs=2).fit(on_epoch=_stop_after_first)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    del state["identity"]["adv_steps"]  # as if the option had been added since
+    torch.save(state, tmp_path / "state.pt")
+    assert _trainer(small_folder, tmp_path, resume=True, epochs=2).epoch == 1
+    with pytest.raises(ResumeMismatchError, match="adv_steps"):
+        _trainer(small_folder, tmp_path, resume=True, epochs=2, adv_steps=3)
+
+
+class _Stop(Exception):
+    """Stands for an interruption after an epoch's state was written."""
+
+
+def _stop_after_first(stats: EpochStats) -> None:
+    raise _Stop
+
+
 def test_registered_checkpoint_matches_the_trained_model(small_folder: Path,
                                                          tmp_path: Path) -> None:
     trainer = _trainer(small_folder, tmp_path / "run", epochs=1, robust=True)
