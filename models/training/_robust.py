@@ -56,10 +56,11 @@ def penalty_scalar(logits: torch.Tensor, y: torch.Tensor, zeta: float,
 def robust_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, psi: float,
                 zeta: float = 0.2, z: float = 2.0,
                 generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``mean(CE) + ψ · mean(|∂s/∂x|^z)`` with double backpropagation.
 
-    Returns ``(total, ce_mean, penalty)``; ``total`` is ready for ``backward()``.
+    Returns ``(total, ce_mean, penalty, logits)``; ``total`` is ready for ``backward()``,
+    the others are detached.
     """
     x = x.detach().requires_grad_(True)
     logits = model(x)
@@ -67,4 +68,4 @@ def robust_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, psi: float,
     s = penalty_scalar(logits, y, zeta, generator)
     (grad,) = torch.autograd.grad(s.sum(), x, create_graph=True)
     penalty = grad.square().mean() if z == 2 else grad.abs().pow(z).mean()
-    return ce + psi * penalty, ce.detach(), penalty.detach()
+    return ce + psi * penalty, ce.detach(), penalty.detach(), logits.detach()

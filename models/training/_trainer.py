@@ -284,8 +284,11 @@ class Trainer:
         for b in self.model.buffers():
             dist.broadcast(b, 0)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
-              ) -> tuple[float, float, float, int]:
+    def accumulate_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+                             weight: float = 1.0) -> tuple[torch.Tensor, int]:
+        """One batch's share of a step: augment, attack, loss, and ``weight · ∇loss``
+        added to the parameters' gradients. Returns ``(loss, ce, penalty)`` and the
+        number of correct predictions (before the update)."""
         cfg = self.config
         x = augment(x, gen)
         if cfg.adversarial:
@@ -294,28 +297,29 @@ class Trainer:
                         steps=cfg.adv_steps, overshoot=1.0, affected=affected,
                         train_mode=True).x_adv
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             if cfg.robust:
-                loss, ce, penalty = robust_loss(self.model, x, y, self.psi.psi, cfg.zeta, cfg.z,
-                                                gen)
-                logits = None
+                loss, ce, penalty, logits = robust_loss(self.model, x, y, self.psi.psi,
+                                                        cfg.zeta, cfg.z, gen)
             else:
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y)
                 ce, penalty = loss.detach(), torch.zeros(())
-        loss.backward()
-        self._sync_gradients()
-        self.optimizer.step()
-        if logits is None:
-            with torch.no_grad():
-                logits = self.model(x)
+        (loss * weight if weight != 1.0 else loss).backward()
         correct = int((logits.argmax(1) == y).sum())
         stats = torch.tensor([float(loss.detach()), float(ce), float(penalty)], dtype=torch.float64)
+        return stats, correct
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+              ) -> tuple[float, float, float, int]:
+        self.optimizer.zero_grad(set_to_none=True)
+        stats, correct = self.accumulate_gradients(x, y, gen)
+        self._sync_gradients()
+        self.optimizer.step()
         if self.world > 1:
             dist.all_reduce(stats)
             stats /= self.world
-        if cfg.robust:
+        if self.config.robust:
             self.psi.update(float(stats[1]))
         return float(stats[0]), float(stats[1]), float(stats[2]), correct
 

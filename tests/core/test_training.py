@@ -99,8 +99,9 @@ def test_robust_loss_is_ce_plus_psi_times_mean_squared_input_gradient() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
-    total, ce, penalty = robust_loss(model, x, y, psi=10.0, zeta=0.0,
-                                     generator=torch.Generator().manual_seed(1))
+    total, ce, penalty, logits = robust_loss(model, x, y, psi=10.0, zeta=0.0,
+                                             generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(logits, model(x).detach())
     assert total.requires_grad
     assert float(ce) == pytest.approx(float(torch.nn.functional.cross_entropy(model(x), y)))
     assert float(total) == pytest.approx(float(ce) + 10.0 * float(penalty), rel=1e-6)
@@ -233,3 +234,55 @@ def test_unknown_architecture_is_a_clear_message(small_folder: Path, tmp_path: P
     result = _cli("--train-dir", str(small_folder), "--arch", "vgg99", "--out",
                   str(tmp_path / "run"))
     assert result.returncode == 2 and "unknown architecture 'vgg99'" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_two_processes_match_one_process_on_the_combined_batch(small_folder: Path,
+                                                               tmp_path: Path) -> None:
+    """torchrun with 2 gloo processes against one process that takes both processes'
+    shares of each batch (BatchNorm statistics per share, as each process has its own),
+    averages their gradients and steps once with the same learning rate (0.1 × 2)."""
+    options = ["--arch", "preact_resnet", "--widths", "4", "8", "--robust", "--epochs", "1",
+               "--batch-size", "16", "--seed", "3", "--mean", "0.49", "0.48", "0.45",
+               "--std", "0.25", "0.24", "0.26"]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(_free_port()), "-m", "aex.cli", "train", "--train-dir",
+         str(small_folder), *options, "--out", str(tmp_path / "ddp"), "--no-progress"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    distributed = torch.load(tmp_path / "ddp" / "state.pt", weights_only=True)
+
+    config = TrainConfig(**{**TINY, "arch_kwargs": {"widths": [4, 8]}, "robust": True,
+                            "epochs": 1, "seed": 3, "lr": 0.2})
+    data = load_image_folder(small_folder)
+    single = Trainer(config, data, tmp_path / "one", device="cpu", show_progress=False)
+    seed = config.seed * 100_003
+    shards, gens = [], []
+    for rank in range(2):
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(data), generator=gen)
+        share = len(order) // 2
+        shards.append(order[rank * share:(rank + 1) * share])
+        gens.append(gen)
+    for step in range(len(shards[0]) // 16):
+        single.optimizer.zero_grad(set_to_none=True)
+        ce = 0.0
+        for shard, gen in zip(shards, gens, strict=True):
+            idx = shard[step * 16:(step + 1) * 16]
+            stats, _ = single.accumulate_gradients(data.floats(idx), data.labels[idx], gen,
+                                                   weight=0.5)
+            ce += float(stats[1]) / 2
+        single.optimizer.step()
+        single.psi.update(ce)
+    assert distributed["psi_integral"] == pytest.approx(single.psi.integral, rel=1e-5)
+    for name, param in single.model.named_parameters():
+        torch.testing.assert_close(distributed["model"][name], param.detach(),
+                                   rtol=1e-4, atol=1e-6, msg=name)
