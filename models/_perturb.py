@@ -56,6 +56,8 @@ def check_images(x: torch.Tensor, name: str = "images") -> None:
         raise ValueError(f"{name} must be a (B, C, H, W) tensor, got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be floating point in [0, 1], got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contain NaN or infinite values")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(
             f"{name} must lie in [0, 1] (got [{float(x.min()):.3g}, {float(x.max()):.3g}]); "

@@ -162,6 +162,7 @@ def test_bad_options_are_value_errors(tiny: torch.nn.Module, tiny_images: torch.
     (torch.rand(3, 16, 16), "must be a \\(B, C, H, W\\)"),
     (torch.rand(1, 3, 16, 16) * 255, "must lie in \\[0, 1\\]"),
     (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), "floating point"),
+    (torch.full((1, 3, 16, 16), float("nan")), "NaN"),
 ])
 def test_bad_images_are_value_errors(tiny: torch.nn.Module, x: torch.Tensor,
                                      message: str) -> None:
