@@ -115,10 +115,16 @@ def run_training(
             if ara_images and test_set is not None:
                 from .._ara import ara_on_dataset
 
+                # Not strict: a failed sanity check must not cost the trained model; it is
+                # logged and counted in the metadata instead.
                 for mode, key in (("l2min", "ara_attack"), ("btr", "ara_btr")):
                     result = ara_on_dataset(trainer.model, test_set, ara_images, mode=mode,
-                                            steps=ara_steps)
+                                            steps=ara_steps, strict=False)
                     metrics[key] = result.value
+                    if result.unsettled:
+                        metrics[f"{key}_unsettled"] = result.unsettled
+                        log.warning("%s: %d of %d images unsettled (raise --ara-steps)",
+                                    key, result.unsettled, ara_images)
                 metrics["ara_images"] = ara_images
             if name:
                 entry = trainer.register(name, metrics, store=store, aliases=aliases)

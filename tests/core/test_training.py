@@ -193,12 +193,15 @@ def test_cli_trains_and_registers(small_folder: Path, tmp_path: Path) -> None:
     result = _cli("--train-dir", str(small_folder), "--test-dir", str(test_dir), "--arch",
                   "preact_resnet", "--widths", "4", "8", "--robust", "--epochs", "1",
                   "--batch-size", "32", "--out", str(tmp_path / "run"), "--name", "cli-tiny",
-                  "--model-dir", str(tmp_path / "reg"), "--no-progress")
+                  "--model-dir", str(tmp_path / "reg"), "--no-progress", "--ara-images", "6",
+                  "--ara-steps", "20")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["name"] == "cli-tiny" and 0 <= report["accuracy"] <= 1
     meta = json.loads((tmp_path / "reg" / "cli-tiny.json").read_text())
     assert meta["metrics"]["accuracy"] == report["accuracy"]
+    assert meta["metrics"]["ara_images"] == 6
+    assert 0 <= meta["metrics"]["ara_attack"] <= meta["metrics"]["ara_btr"] < 1
 
 
 @pytest.mark.parametrize(("setup", "message"), [
