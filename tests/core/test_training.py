@@ -118,15 +118,12 @@ def test_stopped_and_resumed_equals_uninterrupted(small_folder: Path, tmp_path: 
     straight = _trainer(small_folder, tmp_path / "a", epochs=3, robust=True)
     straight.fit()
 
-    class Stop(Exception):
-        pass
-
     def stop_after_two(stats: EpochStats) -> None:
         if stats.epoch == 2:
-            raise Stop
+            raise _Stop
 
     interrupted = _trainer(small_folder, tmp_path / "b", epochs=3, robust=True)
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         interrupted.fit(on_epoch=stop_after_two)
     resumed = _trainer(small_folder, tmp_path / "b", resume=True, epochs=3, robust=True)
     assert resumed.epoch == 2
