@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,15 @@ def register(sub: Any) -> None:
     _add_evaluate(sub)
 
 
-def _store(args: argparse.Namespace) -> Any:
+def model_store(args: argparse.Namespace) -> Any:
+    """The registry that ``--model-dir`` names, or the default one."""
     from models import ModelStore
 
     return ModelStore(args.model_dir) if getattr(args, "model_dir", None) else ModelStore()
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    entries = _store(args).list()
+    entries = model_store(args).list()
     if args.json:
         print(json.dumps([e.summary() for e in entries], indent=2))
         return 0
@@ -52,7 +54,7 @@ def _models_list(args: argparse.Namespace) -> int:
 def _models_import(args: argparse.Namespace) -> int:
     from models import import_reference
 
-    entry = import_reference(args.file, args.name, store=_store(args), aliases=args.alias)
+    entry = import_reference(args.file, args.name, store=model_store(args), aliases=args.alias)
     print(f"imported {args.file} as {entry.name} ({entry.weights_path})")
     return 0
 
@@ -133,8 +135,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"skipped {train.skipped} training files that could not be decoded")
     result = run_training(
         config, train, test, out, name=args.name, resume=args.resume,
-        ara_images=args.ara_images, ara_steps=args.ara_steps, store=_store(args),
+        ara_images=args.ara_images, ara_steps=args.ara_steps, store=model_store(args),
         aliases=args.alias, show_progress=not args.no_progress,
+        command="aex " + shlex.join(args.argv),
     )
     if result.entry is not None or result.metrics:
         print(json.dumps({"name": args.name, "run": str(out), **result.metrics}, indent=2))
@@ -164,7 +167,7 @@ def _add_evaluate(sub: Any) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from models._ara import evaluate_command
 
-    report = evaluate_command(args, _store(args))
+    report = evaluate_command(args, model_store(args))
     if args.json:
         print(json.dumps(report))
     else:

@@ -66,6 +66,14 @@ def decode_image(path: Path, size: int | None) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
+def image_tensor(image: Image.Image) -> torch.Tensor:
+    """A decoded RGB or greyscale image as ``(C, H, W) float32`` in ``[0, 1]``."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
 def load_image_folder(root: str | Path, size: int | None = None,
                       max_bytes: int = 8 << 30) -> ImageSet:
     """Decode a whole ImageFolder tree into memory (resized to ``size``).

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import torch
 
 from models import LoadedModel
+from models._data import image_tensor
 from service.imaging import open_image, prepare_image
 from service.settings import get_settings
 
@@ -39,10 +39,7 @@ def _input(ctx: JobContext, loaded: LoadedModel) -> tuple[torch.Tensor, dict[str
     channels = len(loaded.meta.get("mean", [0, 0, 0]))
     image = open_image(ctx.upload(), get_settings().max_pixels)
     prepared = prepare_image(image, loaded.input_size, channels)
-    array = np.asarray(prepared.image, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[:, :, None]
-    x = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous().to(loaded.device)
+    x = image_tensor(prepared.image).unsqueeze(0).to(loaded.device)
     info = {
         "input_size": list(loaded.input_size),
         "original_size": list(prepared.original_size),

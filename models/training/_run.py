@@ -86,9 +86,11 @@ def run_training(
     store: ModelStore | None = None,
     aliases: list[str] | None = None,
     show_progress: bool = True,
+    command: str | None = None,
 ) -> TrainResult:
     """Train, evaluate (accuracy; ARA on ``ara_images`` test images) and register.
 
+    ``command`` (the command line that started the run) is kept in the metadata.
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is set up here (NCCL on
     CUDA, gloo otherwise); only rank 0 evaluates and writes.
     """
@@ -127,7 +129,8 @@ def run_training(
                                     key, result.unsettled, ara_images)
                 metrics["ara_images"] = ara_images
             if name:
-                entry = trainer.register(name, metrics, store=store, aliases=aliases)
+                entry = trainer.register(name, metrics, store=store, aliases=aliases,
+                                        command=command)
                 log.info("registered %s in %s", name, entry.meta_path.parent)
         return TrainResult(trainer.model, trainer.history, test_accuracy, metrics, entry)
     finally:

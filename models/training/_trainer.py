@@ -375,8 +375,12 @@ class Trainer:
         return self.history
 
     def register(self, name: str, metrics: dict[str, Any], store: ModelStore | None = None,
-                 aliases: list[str] | None = None) -> CheckpointEntry:
-        """Save the trained network into the model registry under ``name``."""
+                 aliases: list[str] | None = None,
+                 command: str | None = None) -> CheckpointEntry:
+        """Save the trained network into the model registry under ``name``.
+
+        ``command``, when given, is recorded as the training command in the metadata.
+        """
         validate_name(name)
         training = {
             **self.config.to_dict(),
@@ -386,6 +390,7 @@ class Trainer:
             "world_size": self.world,
             "train_images": len(self.train_set),
             "train_seconds": round(sum(h.seconds for h in self.history), 1),
+            **({"command": command} if command else {}),
         }
         return save_checkpoint(
             self.model, name, arch=self.config.arch, arch_kwargs=self.arch_kwargs,

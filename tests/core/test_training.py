@@ -198,6 +198,7 @@ def test_cli_trains_and_registers(small_folder: Path, tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "reg" / "cli-tiny.json").read_text())
     assert meta["metrics"]["accuracy"] == report["accuracy"]
     assert meta["metrics"]["ara_images"] == 6
+    assert meta["training"]["command"].startswith(f"aex train --train-dir {small_folder} ")
     assert 0 <= meta["metrics"]["ara_attack"] <= meta["metrics"]["ara_btr"] < 1
 
 
