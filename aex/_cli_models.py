@@ -159,8 +159,9 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--plot", type=Path, help="write the accuracy curves to this PNG")
     p.add_argument("--model-dir", type=Path, help="registry folder (default $AEX_MODEL_DIR)")
     p.add_argument("--save-metrics", action="store_true",
-                   help="write the results into the checkpoint's metadata, and the curves "
-                        "into <registry>/<name>.ara.png (shown on the model page)")
+                   help="write the results into the checkpoint's metadata (the accuracy "
+                        "only when measured on the whole folder), and the curves into "
+                        "<registry>/<name>.ara.png (shown on the model page)")
     p.set_defaults(func=_evaluate)
 
 

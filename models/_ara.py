@@ -229,10 +229,25 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         if args.plot:
             plot_curves(results, str(args.plot), title=loaded.name)
     if args.save_metrics:
-        update_metrics(loaded.name, {k: v for k, v in report.items()
-                                     if k in ("accuracy", "ara_attack", "ara_btr", "n_images",
-                                              "ara_settings")},
-                       store=store)
+        update_metrics(loaded.name, _metrics_to_save(report, len(data)), store=store)
         if not args.no_ara:
             plot_curves(results, str(store.get(loaded.name).ara_plot_path), title=loaded.name)
     return report
+
+
+def _metrics_to_save(report: dict[str, Any], n_data: int) -> dict[str, Any]:
+    """The metadata keys that ``aex train`` writes, from an ``aex evaluate`` report.
+
+    The test accuracy (``accuracy``, ``n_test``) is replaced only by one measured on the
+    whole folder; ARA values are saved with the number of images they were measured on.
+    """
+    saved: dict[str, Any] = {}
+    if report["n_images"] == n_data:
+        saved.update(accuracy=report["accuracy"], n_test=n_data)
+    else:
+        log.info("accuracy not saved: measured on %d of the %d images (--n-images %d "
+                 "measures all)", report["n_images"], n_data, n_data)
+    if "ara_btr" in report:
+        saved.update(ara_attack=report["ara_attack"], ara_btr=report["ara_btr"],
+                     ara_images=report["n_images"], ara_settings=report["ara_settings"])
+    return saved

@@ -1,14 +1,17 @@
 """ARA (method.md §7): integration, the routine's settings, the CLI."""
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from models import ModelStore, SanityCheckError, ara, evaluation_indices
+from aex.cli import main
+from models import ModelStore, SanityCheckError, ara, evaluation_indices, import_reference
 from models._ara import ara_from_radii
 
 
@@ -83,3 +86,26 @@ def test_cli_evaluate_json_and_plot(reference_store: ModelStore, cifar_test_dir:
         capture_output=True, text=True, check=True).stdout
     assert set(json.loads(acc_only)) >= {"accuracy", "n_images"}
     assert "ara_btr" not in json.loads(acc_only)
+
+
+@pytest.mark.needs_shared_data
+def test_save_metrics_keeps_the_training_keys(reference_checkpoint: Callable[[str], Path],
+                                              cifar_test_dir: Path, tmp_path: Path) -> None:
+    """Accuracy is saved only when measured on the whole folder; ARA with its image count."""
+    data = tmp_path / "data"
+    for cls in sorted(p.name for p in cifar_test_dir.iterdir() if p.is_dir()):
+        (data / cls).mkdir(parents=True)
+        for f in sorted((cifar_test_dir / cls).iterdir())[:3]:
+            shutil.copy(f, data / cls / f.name)
+    store = ModelStore(tmp_path / "registry", include_bundled=False)
+    import_reference(reference_checkpoint("robust"), "robust", store=store)
+    common = ["--data", str(data), "--model-dir", str(store.root), "--save-metrics", "--json"]
+    assert main(["evaluate", "robust", "--n-images", "30", "--no-ara", *common]) == 0
+    assert main(["evaluate", "robust", "--n-images", "12", "--steps", "60", "--eps", "5",
+                 *common]) == 0
+    metrics = ModelStore(store.root, include_bundled=False).get("robust").meta["metrics"]
+    assert metrics["n_test"] == 30 and 0.3 < metrics["accuracy"] < 1
+    assert metrics["accuracy"] * 30 == pytest.approx(round(metrics["accuracy"] * 30))
+    assert metrics["ara_images"] == 12 and 0 < metrics["ara_attack"] < metrics["ara_btr"]
+    assert metrics["ara_settings"]["steps"] == 60 and "n_images" not in metrics
+    assert store.get("robust").ara_plot_path.read_bytes()[:4] == b"\x89PNG"
