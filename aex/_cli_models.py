@@ -156,6 +156,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--fast", action="store_true", help="the cheaper ARA settings")
     p.add_argument("--no-ara", action="store_true", help="accuracy only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", type=Path, help="write the accuracy curves to this PNG")
     p.add_argument("--model-dir", type=Path, help="registry folder (default $AEX_MODEL_DIR)")
     p.add_argument("--save-metrics", action="store_true",

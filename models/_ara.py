@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,8 +216,10 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
             **REFERENCE_SETTINGS, "eps": args.eps, "steps": args.steps}
         results = []
         for mode, key in (("l2min", "ara_attack"), ("btr", "ara_btr")):
-            res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
-                      batch_size=args.batch_size, **settings)
+            with _progress_bar(f"{key} on {len(subset)} images",
+                               enabled=not args.no_progress) as progress:
+                res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
+                          batch_size=args.batch_size, progress=progress, **settings)
             report[key] = res.value
             results.append(res)
             if res.relative_resolution > COARSE_RELATIVE_RESOLUTION:
@@ -233,6 +237,22 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         if not args.no_ara:
             plot_curves(results, str(store.get(loaded.name).ara_plot_path), title=loaded.name)
     return report
+
+
+@contextmanager
+def _progress_bar(description: str, enabled: bool) -> Iterator[ProgressFn | None]:
+    """A percentage bar on stderr fed by the routine's progress fractions."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc=description, unit="%", bar_format="{l_bar}{bar}| "
+              "{n:.0f}% [{elapsed}<{remaining}]") as bar:
+        def update(fraction: float) -> None:
+            bar.update(max(0.0, 100 * fraction - bar.n))
+
+        yield update
 
 
 def _metrics_to_save(report: dict[str, Any], n_data: int) -> dict[str, Any]:

@@ -70,13 +70,15 @@ def test_too_small_a_budget_is_a_clear_error(tiny: torch.nn.Module,
 def test_cli_evaluate_json_and_plot(reference_store: ModelStore, cifar_test_dir: Path,
                                     tmp_path: Path) -> None:
     plot = tmp_path / "curve.png"
-    out = subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "aex.cli", "evaluate", "ref-robust", "--data", str(cifar_test_dir),
          "--n-images", "40", "--steps", "60", "--eps", "5", "--json", "--plot", str(plot),
          "--model-dir", str(reference_store.root)],
         capture_output=True, text=True, check=True,
-    ).stdout
-    report = json.loads(out)
+    )
+    report = json.loads(result.stdout)
+    for key in ("ara_attack", "ara_btr"):  # progress bars on stderr, run to the end
+        assert f"{key} on 40 images: 100%" in result.stderr
     assert report["n_images"] == 40 and 0.4 < report["accuracy"] < 0.9
     assert 0 < report["ara_attack"] < report["ara_btr"] < 0.2
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
