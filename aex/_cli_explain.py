@@ -61,7 +61,7 @@ def _explain(args: argparse.Namespace) -> int:
     import torch
 
     from models import AdversarialExplainer, load_checkpoint
-    from models._render import grid_png
+    from models._render import change_label, grid_png
 
     from ._cli_models import model_store
 
@@ -87,7 +87,7 @@ def _explain(args: argparse.Namespace) -> int:
             index = int(exp.target_index[t])
             before, after = float(exp.prob_before[t]), float(exp.prob_after[t])
             tiles.append(exp.images[t])
-            labels.append(f"{classes[index]} {before:.2f}→{after:.2f}")
+            labels.append(change_label(classes[index], before, after))
             explained.append({"class": classes[index], "index": index,
                               "probability_before": before, "probability_after": after,
                               "perturbation_rms": float(exp.perturbation_rms[t])})

@@ -59,6 +59,12 @@ def heatmap_png(x: torch.Tensor, heat: torch.Tensor, alpha: float = 0.55) -> byt
     return image_png(overlay)
 
 
+def change_label(name: str, before: float, after: float) -> str:
+    """A grid label for a class whose probability went from ``before`` to ``after``
+    (ASCII: the grid's built-in font has no arrow glyph)."""
+    return f"{name} {before:.2f}->{after:.2f}"
+
+
 def grid_png(tiles: Sequence[torch.Tensor], labels: Sequence[str], columns: int = 6,
              tile_size: int | None = None) -> bytes:
     """Tiles ``(C, H, W)`` in ``[0, 1]`` in a labelled grid, upscaled for viewing."""

@@ -68,7 +68,7 @@ def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
                  targets: str | list[int], rho: float | None,
                  steps: int | None) -> dict[str, Any]:
     from models import AdversarialExplainer
-    from models._render import difference_png, grid_png, image_png
+    from models._render import change_label, difference_png, grid_png, image_png
 
     classes = loaded.classes
     exp = AdversarialExplainer(loaded.model, classes=classes).explain(
@@ -82,7 +82,7 @@ def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
         name, diff = f"explanation_{index}.png", f"difference_{index}.png"
         artifacts[name] = image_png(exp.images[t])
         artifacts[diff] = difference_png(exp.perturbations[t])
-        labels.append(f"{classes[index]} {before:.2f}→{after:.2f}")
+        labels.append(change_label(classes[index], before, after))
         rows.append({
             "class": classes[index], "index": index,
             "probability_before": before, "probability_after": after,
