@@ -222,8 +222,8 @@ def test_metrics_count_jobs(http: httpx.Client) -> None:
 
 def test_bundled_default_model(http: httpx.Client) -> None:
     bundled = [m for m in http.get("/v1/models").json() if m["bundled"]]
-    if not bundled:
-        pytest.skip("the bundled default model is not in models/default yet")
+    assert [m["name"] for m in bundled] == ["aex-cifar10-r20"]
+    assert "default" in bundled[0]["aliases"]
     name = bundled[0]["name"]
     response = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
                          data={"model": name, "targets": "predicted"})
