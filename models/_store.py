@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +137,23 @@ class ModelStore:
         return entries
 
     def entries(self) -> dict[str, CheckpointEntry]:
-        """All checkpoints by name; the registry directory wins over the bundled ones."""
+        """All checkpoints by name; the registry directory wins over the bundled ones.
+
+        Each entry keeps only the aliases that resolve to it: an alias that is another
+        checkpoint's name, or that a registry checkpoint shares with a bundled one (the
+        registry's wins; else the first name), is dropped from the others.
+        """
         found = self._scan(BUNDLED_DIR, True) if self.include_bundled else {}
         found.update(self._scan(self.root, False))
+        owner: dict[str, str] = {}
+        for entry in sorted(found.values(), key=lambda e: (e.bundled, e.name)):
+            for alias in entry.aliases:
+                if alias not in found:
+                    owner.setdefault(alias, entry.name)
+        for name, entry in found.items():
+            kept = [a for a in entry.aliases if owner.get(a) == name]
+            if kept != entry.aliases:
+                found[name] = replace(entry, meta={**entry.meta, "aliases": kept})
         return found
 
     def list(self) -> list[CheckpointEntry]:
@@ -154,10 +168,9 @@ class ModelStore:
         entries = self.entries()
         if name in entries:
             return entries[name]
-        by_alias = [e for e in entries.values() if name in e.aliases]
-        if by_alias:
-            by_alias.sort(key=lambda e: (e.bundled, e.name))
-            return by_alias[0]
+        for entry in entries.values():
+            if name in entry.aliases:
+                return entry
         raise ModelNotFoundError(name, sorted(entries))
 
     def write_meta(self, name: str, meta: dict[str, Any]) -> Path:

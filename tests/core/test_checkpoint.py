@@ -118,3 +118,22 @@ def test_cli_models_list_json(tmp_path: Path) -> None:
     listed = {e["name"]: e for e in json.loads(out)}
     assert listed["tiny"]["aliases"] == ["mine"]
     assert listed["tiny"]["metrics"] == {"accuracy": 0.5}
+
+
+def test_an_alias_is_listed_only_on_the_checkpoint_it_resolves_to(tmp_path: Path) -> None:
+    """A registry checkpoint aliased ``default`` takes the alias from the bundled model,
+    in lookups and in listings alike; an alias that is another checkpoint's name is that
+    checkpoint; two registry checkpoints sharing an alias: the first name has it."""
+    store = ModelStore(tmp_path)
+    bundled = store.get("default")
+    assert bundled.bundled and "default" in bundled.aliases
+    _save(store, aliases=["default", "other", "shared"])
+    _save(store, name="other", aliases=["shared"])
+    entries = store.entries()
+    assert store.get("default").name == "tiny"
+    assert entries["tiny"].aliases == ["default"]  # "shared" goes to the first name
+    assert "default" not in entries[bundled.name].aliases
+    assert entries["other"].aliases == ["shared"]
+    assert store.get("other").name == "other" and store.get("shared").name == "other"
+    listed = [e.summary()["aliases"] for e in store.list()]
+    assert sum(aliases.count("default") for aliases in listed) == 1
