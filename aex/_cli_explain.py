@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--rho", type=float, default=0.1, help="RMS budget of each change")
     p.add_argument("--steps", type=int, default=35, help="routine steps")
     p.add_argument("--out", type=Path, help="write the explanations as one grid PNG")
-    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model-dir", type=Path, help="registry folder (default $AEX_MODEL_DIR)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     p.set_defaults(func=_explain)
@@ -41,20 +41,19 @@ def parse_targets(text: str) -> str | list[int | str]:
     return [int(item) if item.isdigit() else item for item in items]
 
 
-def _read_image(path: Path, size: tuple[int, int], channels: int) -> tuple[Any, bool]:
-    from models._data import image_tensor
-    from service.imaging import open_image, prepare_image
-    from service.settings import get_settings
+def _read_image(path: Path, loaded: Any) -> tuple[Any, bool]:
+    """One image file as the model's input, as the service decodes an upload."""
+    from worker.jobs import model_input
 
     try:
         data = path.read_bytes()
     except IsADirectoryError as exc:
         raise ValueError(f"{path} is a folder; give image files") from exc
     try:
-        prepared = prepare_image(open_image(data, get_settings().max_pixels), size, channels)
+        x, prepared = model_input(data, loaded)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return image_tensor(prepared.image), prepared.resized
+    return x[0], prepared.resized
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -70,9 +69,8 @@ def _explain(args: argparse.Namespace) -> int:
     targets = parse_targets(args.targets)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_checkpoint(args.model, store=model_store(args), device=device)
-    channels = len(loaded.meta.get("mean", [0, 0, 0]))
-    decoded = [_read_image(path, loaded.input_size, channels) for path in args.images]
-    x = torch.stack([tensor for tensor, _ in decoded]).to(loaded.device)
+    decoded = [_read_image(path, loaded) for path in args.images]
+    x = torch.stack([tensor for tensor, _ in decoded])
     classes = loaded.classes
     exp = AdversarialExplainer(loaded.model, classes).explain(
         x, targets=targets, rho=args.rho, steps=args.steps)

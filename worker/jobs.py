@@ -14,7 +14,7 @@ import torch
 
 from models import LoadedModel
 from models._data import image_tensor
-from service.imaging import open_image, prepare_image
+from service.imaging import PreparedImage, open_image, prepare_image
 from service.settings import get_settings
 
 from .cache import ModelCache
@@ -34,12 +34,18 @@ def model_cache() -> ModelCache:
     return _cache
 
 
-def _input(ctx: JobContext, loaded: LoadedModel) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The upload as a ``(1, C, H, W)`` tensor in ``[0, 1]`` on the model's device."""
+def model_input(data: bytes, loaded: LoadedModel) -> tuple[torch.Tensor, PreparedImage]:
+    """Encoded image bytes as the model's ``(1, C, H, W)`` input in ``[0, 1]`` on its device:
+    safely decoded, oriented, converted and resized (``service.imaging``)."""
     channels = len(loaded.meta.get("mean", [0, 0, 0]))
-    image = open_image(ctx.upload(), get_settings().max_pixels)
+    image = open_image(data, get_settings().max_pixels)
     prepared = prepare_image(image, loaded.input_size, channels)
-    x = image_tensor(prepared.image).unsqueeze(0).to(loaded.device)
+    return image_tensor(prepared.image).unsqueeze(0).to(loaded.device), prepared
+
+
+def _input(ctx: JobContext, loaded: LoadedModel) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The job's upload as model input, and how it was fitted to the model."""
+    x, prepared = model_input(ctx.upload(), loaded)
     info = {
         "input_size": list(loaded.input_size),
         "original_size": list(prepared.original_size),

@@ -287,8 +287,8 @@ class Trainer:
     def accumulate_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
                              weight: float = 1.0) -> tuple[torch.Tensor, int]:
         """One batch's share of a step: augment, attack, loss, and ``weight · ∇loss``
-        added to the parameters' gradients. Returns ``(loss, ce, penalty)`` and the
-        number of correct predictions (before the update)."""
+        added to the parameters' gradients. Returns ``(loss, ce, penalty)`` as one float64
+        tensor and the number of correct predictions (before the update)."""
         cfg = self.config
         x = augment(x, gen)
         if cfg.adversarial:
