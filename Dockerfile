@@ -27,7 +27,7 @@ COPY worker ./worker
 # data), installed with its dependencies; torch above already satisfies its pins.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && pip install /wheels/aex-*.whl \
-    && python -c "import importlib.resources as r; d = r.files('models') / 'default'; \
+    && python -c "import importlib.resources as r; d = r.files('aex.models') / 'default'; \
 assert d.is_dir() and any(d.iterdir()), 'the default model (models/default/) is missing'" \
     && aex --help >/dev/null
 
@@ -52,4 +52,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 # The API; the worker runs the same image with the command `aex worker` (docker-compose.yml).
-CMD ["uvicorn", "--factory", "service.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["uvicorn", "--factory", "aex.service.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

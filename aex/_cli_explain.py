@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-TARGET_WORDS = ("all", "predicted", "true", "second")
-
 
 def register(sub: Any) -> None:
     """Add ``aex explain`` to ``sub`` (an argparse subparsers object)."""
@@ -30,45 +28,38 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_explain)
 
 
-def parse_targets(text: str) -> str | list[int | str]:
-    """A target word, or the comma-separated classes (names, or indices as ints)."""
-    word = text.strip().lower()
-    if word in TARGET_WORDS:
-        return "predicted" if word == "true" else word
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"--targets is empty: give {', '.join(TARGET_WORDS)} or class names")
-    return [int(item) if item.isdigit() else item for item in items]
-
-
 def _read_image(path: Path, loaded: Any) -> tuple[Any, bool]:
-    """One image file as the model's input, as the service decodes an upload."""
-    from worker.jobs import model_input
+    """One image file as the model's input, decoded as the service decodes an upload."""
+    from aex.contract.imaging import decode_for_model
+    from aex.contract.settings import Settings
+    from aex.models import image_tensor
 
     try:
         data = path.read_bytes()
     except IsADirectoryError as exc:
         raise ValueError(f"{path} is a folder; give image files") from exc
     try:
-        x, prepared = model_input(data, loaded)
+        prepared = decode_for_model(data, loaded.input_size, loaded.channels,
+                                    Settings().max_pixels)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return x[0], prepared.resized
+    return image_tensor(prepared.image).to(loaded.device), prepared.resized
 
 
 def _explain(args: argparse.Namespace) -> int:
     import torch
 
-    from models import AdversarialExplainer, load_checkpoint
-    from models._render import change_label, grid_png
+    from aex.contract.targets import resolve_targets
+    from aex.models import AdversarialExplainer, load_checkpoint
+    from aex.models.render import change_label, grid_png
 
     from ._cli_models import model_store
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    targets = parse_targets(args.targets)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_checkpoint(args.model, store=model_store(args), device=device)
+    targets = resolve_targets(args.targets, loaded.classes)
     decoded = [_read_image(path, loaded) for path in args.images]
     x = torch.stack([tensor for tensor, _ in decoded])
     classes = loaded.classes

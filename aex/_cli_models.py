@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -30,7 +35,7 @@ def register(sub: Any) -> None:
 
 def model_store(args: argparse.Namespace) -> Any:
     """The registry that ``--model-dir`` names, or the default one."""
-    from models import ModelStore
+    from aex.models import ModelStore
 
     return ModelStore(args.model_dir) if getattr(args, "model_dir", None) else ModelStore()
 
@@ -52,7 +57,7 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_import(args: argparse.Namespace) -> int:
-    from models import import_reference
+    from aex.models import import_reference
 
     entry = import_reference(args.file, args.name, store=model_store(args), aliases=args.alias)
     print(f"imported {args.file} as {entry.name} ({entry.weights_path})")
@@ -113,7 +118,7 @@ def _add_train(sub: Any) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from models.training import TrainConfig, load_training_data, run_training
+    from aex.models.training import TrainConfig, load_training_data, run_training
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,8 +172,6 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from models._ara import evaluate_command
-
     report = evaluate_command(args, model_store(args))
     if args.json:
         print(json.dumps(report))
@@ -176,3 +179,96 @@ def _evaluate(args: argparse.Namespace) -> int:
         for key, value in report.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0
+
+
+def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
+    """``aex evaluate``: accuracy and ARA on the seeded subset of ``--n-images`` images."""
+    from aex.models import (
+        COARSE_RELATIVE_RESOLUTION,
+        FAST_SETTINGS,
+        REFERENCE_SETTINGS,
+        ImageSet,
+        ara,
+        evaluate_accuracy,
+        evaluation_indices,
+        load_checkpoint,
+        load_image_folder,
+        update_metrics,
+    )
+    from aex.models.render import plot_curves
+
+    loaded = load_checkpoint(args.model, store=store)
+    size = loaded.input_size[0]
+    data = load_image_folder(args.data, size)
+    if data.classes != loaded.classes:
+        raise ValueError(
+            f"the data's classes {data.classes} differ from the model's {loaded.classes}"
+        )
+    idx = evaluation_indices(len(data), args.n_images)
+    subset = ImageSet(data.images[idx], data.labels[idx], data.classes)
+    report: dict[str, Any] = {
+        "model": loaded.name,
+        "accuracy": evaluate_accuracy(loaded.model, subset),
+        "n_images": len(subset),
+    }
+    if not args.no_ara:
+        settings = dict(FAST_SETTINGS) if args.fast else {
+            **REFERENCE_SETTINGS, "eps": args.eps, "steps": args.steps}
+        results = []
+        for mode, key in (("l2min", "ara_attack"), ("btr", "ara_btr")):
+            with _progress_bar(f"{key} on {len(subset)} images",
+                               enabled=not args.no_progress) as progress:
+                res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
+                          batch_size=args.batch_size, progress=progress, **settings)
+            report[key] = res.value
+            results.append(res)
+            if res.relative_resolution > COARSE_RELATIVE_RESOLUTION:
+                log.warning(
+                    "%s ARA: the routine's last step (%.2g) is %.0f%% of the median radius; "
+                    "the value is coarse for this model: %s", mode, res.resolution,
+                    100 * res.relative_resolution,
+                    "use the reference settings (drop --fast)" if args.fast
+                    else "raise --steps")
+        report["ara_settings"] = settings
+        if args.plot:
+            plot_curves(results, str(args.plot), title=loaded.name)
+    if args.save_metrics:
+        update_metrics(loaded.name, _metrics_to_save(report, len(data)), store=store)
+        if not args.no_ara:
+            plot_curves(results, str(store.get(loaded.name).ara_plot_path), title=loaded.name)
+    return report
+
+
+@contextmanager
+def _progress_bar(description: str, enabled: bool
+                  ) -> Iterator[Callable[[float], None] | None]:
+    """A percentage bar on stderr fed by the routine's progress fractions."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc=description, unit="%", bar_format="{l_bar}{bar}| "
+              "{n:.0f}% [{elapsed}<{remaining}]") as bar:
+        def update(fraction: float) -> None:
+            bar.update(max(0.0, 100 * fraction - bar.n))
+
+        yield update
+
+
+def _metrics_to_save(report: dict[str, Any], n_data: int) -> dict[str, Any]:
+    """The metadata keys that ``aex train`` writes, from an ``aex evaluate`` report.
+
+    The test accuracy (``accuracy``, ``n_test``) is replaced only by one measured on the
+    whole folder; ARA values are saved with the number of images they were measured on.
+    """
+    saved: dict[str, Any] = {}
+    if report["n_images"] == n_data:
+        saved.update(accuracy=report["accuracy"], n_test=n_data)
+    else:
+        log.info("accuracy not saved: measured on %d of the %d images (--n-images %d "
+                 "measures all)", report["n_images"], n_data, n_data)
+    if "ara_btr" in report:
+        saved.update(ara_attack=report["ara_attack"], ara_btr=report["ara_btr"],
+                     ara_images=report["n_images"], ara_settings=report["ara_settings"])
+    return saved

@@ -46,10 +46,12 @@ def register(sub: Any) -> None:
                             "is unset and nothing answers on 127.0.0.1:6379)")
     serve.set_defaults(func=_serve)
 
-    from worker.main import add_arguments
-
     worker = sub.add_parser("worker", help="run a worker that takes jobs from Redis")
-    add_arguments(worker)
+    worker.add_argument("--burst", action="store_true",
+                        help="exit when the queue is empty instead of waiting for jobs")
+    worker.add_argument("--name", help="worker name (default: RQ's host.pid)")
+    worker.add_argument("--preload", action="append", default=[], metavar="MODEL",
+                        help="load this model (name or alias) before taking jobs; repeatable")
     worker.set_defaults(func=_worker)
 
     remote = sub.add_parser("remote", help="use a running service over HTTP")
@@ -159,9 +161,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from aex.cli import CommandError
-    from service.app import create_app
-    from service.redis_server import RedisServer, redis_answers
-    from service.settings import Settings
+    from aex.contract.settings import Settings
+    from aex.service.app import create_app
+    from aex.service.redis_server import RedisServer, redis_answers
 
     if not 0 <= args.workers <= 64:
         raise CommandError("--workers must be between 0 and 64")
@@ -188,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
         _warn_without_default_model(settings)
         for _ in range(args.workers):
             children.append(subprocess.Popen(
-                [sys.executable, "-m", "worker"], env=env, stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", "aex.worker"], env=env, stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent, start_new_session=True,
             ))
         config = uvicorn.Config(create_app(settings), host=args.host, port=args.port,
@@ -210,7 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _warn_without_default_model(settings: Any) -> None:
     """Say how to get a model when the registry has no ``default`` one."""
-    from models._store import DEFAULT_ALIAS, ModelNotFoundError, ModelStore
+    from aex.models.store import DEFAULT_ALIAS, ModelNotFoundError, ModelStore
 
     try:
         ModelStore(settings.model_dir).get(DEFAULT_ALIAS)
@@ -223,8 +225,8 @@ def _warn_without_default_model(settings: Any) -> None:
 # aex worker ----------------------------------------------------------------------------
 
 def _worker(args: argparse.Namespace) -> int:
-    from service.settings import get_settings
-    from worker.main import run_worker
+    from aex.contract.settings import get_settings
+    from aex.worker.main import run_worker
 
     run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload)
     return 0

@@ -19,9 +19,16 @@ from pathlib import Path
 
 import torch
 
-from models import ModelStore, evaluation_indices, load_checkpoint, load_image_folder
-from models._ara import FAST_SETTINGS, REFERENCE_SETTINGS, ara
-from models._data import extract_tar
+from aex.models import (
+    FAST_SETTINGS,
+    REFERENCE_SETTINGS,
+    ModelStore,
+    ara,
+    evaluation_indices,
+    load_checkpoint,
+    load_image_folder,
+)
+from aex.models.data import extract_tar
 
 
 def cifar_test_dir() -> Path:

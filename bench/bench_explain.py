@@ -16,7 +16,7 @@ import torch
 from _timing import interleaved
 from bench_ara import cifar_test_dir
 
-from models import (
+from aex.models import (
     AdversarialExplainer,
     ModelStore,
     evaluation_indices,

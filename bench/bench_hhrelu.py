@@ -14,8 +14,7 @@ import torch
 from _timing import interleaved
 from torch import nn
 
-from models import create_model
-from models._hhrelu import HalfHuberReLU
+from aex.models import HalfHuberReLU, create_model
 
 
 class _PiecewiseHHReLU(torch.autograd.Function):

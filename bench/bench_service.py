@@ -29,7 +29,7 @@ import httpx
 from PIL import Image, ImageDraw
 from redis import Redis
 
-from service.redis_server import RedisServer, free_port
+from aex.service.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def sample_image() -> bytes:
 
 def model_registry(name: str | None, folder: Path) -> tuple[Path | None, str]:
     """(registry dir or None for the default one, model name) to benchmark."""
-    from models import ModelStore, create_model, save_checkpoint
+    from aex.models import ModelStore, create_model, save_checkpoint
 
     store = ModelStore()
     try:
@@ -73,7 +73,7 @@ class Direct:
     """The job's work in this process: decode, explain (the core call), render PNGs."""
 
     def __init__(self, model_dir: Path | None, name: str, data: bytes) -> None:
-        from models import AdversarialExplainer, ModelStore, load_checkpoint
+        from aex.models import AdversarialExplainer, ModelStore, load_checkpoint
 
         self.loaded = load_checkpoint(name, store=ModelStore(model_dir) if model_dir else None)
         self.explainer = AdversarialExplainer(self.loaded.model, classes=self.loaded.classes)
@@ -85,8 +85,8 @@ class Direct:
         import numpy as np
         import torch
 
-        from models._render import difference_png, grid_png, image_png
-        from service.imaging import open_image, prepare_image
+        from aex.contract.imaging import open_image, prepare_image
+        from aex.models.render import difference_png, grid_png, image_png
 
         start = time.perf_counter()
         prepared = prepare_image(open_image(self.data, 40_000_000), self.loaded.input_size, 3)
@@ -116,7 +116,7 @@ class Service:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory",
-                                       "service.app:create_app", "--port", str(port),
+                                       "aex.service.app:create_app", "--port", str(port),
                                        "--log-level", "warning"])
         self.workers: list[subprocess.Popen[bytes]] = []
         self.http = httpx.Client(base_url=self.url, timeout=120)
@@ -140,7 +140,7 @@ class Service:
         for worker in self.workers:
             worker.terminate()
             worker.wait()
-        self.workers = [self._spawn(f"worker{i}", [sys.executable, "-m", "worker",
+        self.workers = [self._spawn(f"worker{i}", [sys.executable, "-m", "aex.worker",
                                                    "--preload", model])
                         for i in range(count)]
         redis = Redis.from_url(self.redis.url)

@@ -18,9 +18,8 @@ import torch
 from _timing import interleaved
 from bench_hhrelu import PiecewiseHHReLU
 
-from models import ImageSet
-from models._hhrelu import HalfHuberReLU
-from models.training import TrainConfig, Trainer
+from aex.models import HalfHuberReLU, ImageSet
+from aex.models.training import TrainConfig, Trainer
 
 # The reference implementation on this 2-core machine (issue 4): images/s.
 REFERENCE_IMAGES_PER_S = {"standard": 105.0, "robust": 35.0}

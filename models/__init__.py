@@ -1,14 +1,48 @@
-"""The science of the project: robust networks, the perturbation routine, adversarial
-explanations, ARA, classic explainers and training (method.md).
+"""The science of the project (``aex.models``): robust networks, the perturbation routine,
+adversarial explanations, ARA, classic explainers and training (method.md).
 
-Public names are imported lazily, so ``import models`` (and the torch-free
-``models.store`` used by the HTTP front end) does not import torch.
+Public modules: :mod:`aex.models.store` (the registry, torch-free: the API uses it),
+:mod:`aex.models.checkpoint`, :mod:`aex.models.data`, :mod:`aex.models.render`,
+:mod:`aex.models.reference` and :mod:`aex.models.training`. The names below are
+imported lazily at run time, so ``import aex.models.store`` does not import torch; type
+checkers and editors read the real imports in the ``TYPE_CHECKING`` block.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._ara import (
+        COARSE_RELATIVE_RESOLUTION,
+        FAST_SETTINGS,
+        REFERENCE_SETTINGS,
+        ARAResult,
+        ara,
+        ara_from_radii,
+        ara_on_dataset,
+        evaluate_accuracy,
+    )
+    from ._architectures import create_model, list_models, register_model
+    from ._classic import CLASSIC_METHODS, ClassicExplainer
+    from ._compare import AttackComparison, attack_comparison, map_similarity
+    from ._explain import AdversarialExplainer, Explanation
+    from ._hhrelu import HalfHuberReLU, hhrelu
+    from ._perturb import (
+        MODES,
+        MinimalAttack,
+        PerturbResult,
+        SanityCheckError,
+        frozen,
+        perturb,
+        rms,
+    )
+    from ._resnet import PreActResNet
+    from .checkpoint import LoadedModel, load_checkpoint, save_checkpoint, update_metrics
+    from .data import ImageSet, evaluation_indices, extract_tar, image_tensor, load_image_folder
+    from .reference import CIFAR10_CLASSES, import_reference, read_reference
+    from .store import CheckpointEntry, ModelNotFoundError, ModelStore
 
 _EXPORTS: dict[str, str] = {
     # networks
@@ -18,34 +52,46 @@ _EXPORTS: dict[str, str] = {
     "create_model": "._architectures",
     "list_models": "._architectures",
     "register_model": "._architectures",
-    # checkpoints
-    "ModelStore": "._store",
-    "ModelNotFoundError": "._store",
-    "CheckpointEntry": "._store",
-    "LoadedModel": "._checkpoint",
-    "load_checkpoint": "._checkpoint",
-    "save_checkpoint": "._checkpoint",
-    "update_metrics": "._checkpoint",
-    "import_reference": "._reference",
-    "CIFAR10_CLASSES": "._reference",
+    # checkpoints and the registry
+    "ModelStore": ".store",
+    "ModelNotFoundError": ".store",
+    "CheckpointEntry": ".store",
+    "LoadedModel": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "save_checkpoint": ".checkpoint",
+    "update_metrics": ".checkpoint",
+    "import_reference": ".reference",
+    "read_reference": ".reference",
+    "CIFAR10_CLASSES": ".reference",
     # data
-    "ImageSet": "._data",
-    "load_image_folder": "._data",
-    "evaluation_indices": "._data",
+    "ImageSet": ".data",
+    "load_image_folder": ".data",
+    "evaluation_indices": ".data",
+    "extract_tar": ".data",
+    "image_tensor": ".data",
     # the routine and what uses it
     "perturb": "._perturb",
+    "rms": "._perturb",
+    "frozen": "._perturb",
+    "MODES": "._perturb",
     "PerturbResult": "._perturb",
     "SanityCheckError": "._perturb",
     "MinimalAttack": "._perturb",
     "AdversarialExplainer": "._explain",
     "Explanation": "._explain",
     "ara": "._ara",
+    "ara_from_radii": "._ara",
+    "ara_on_dataset": "._ara",
     "ARAResult": "._ara",
     "evaluate_accuracy": "._ara",
+    "REFERENCE_SETTINGS": "._ara",
+    "FAST_SETTINGS": "._ara",
+    "COARSE_RELATIVE_RESOLUTION": "._ara",
     "ClassicExplainer": "._classic",
     "CLASSIC_METHODS": "._classic",
     "attack_comparison": "._compare",
     "AttackComparison": "._compare",
+    "map_similarity": "._compare",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -53,7 +99,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'models' has no attribute {name!r}")
+        raise AttributeError(f"module 'aex.models' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     globals()[name] = value
     return value

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._data import ImageSet, evaluation_indices, load_image_folder
 from ._perturb import MIN_MODES, ProgressFn, SanityCheckError, frozen, perturb
+from .data import ImageSet, evaluation_indices
 
 log = logging.getLogger(__name__)
 REFERENCE_SETTINGS: dict[str, Any] = {"eps": 20.0, "steps": 450, "momentum": 0.9, "overshoot": 1.0}
@@ -167,107 +164,3 @@ def ara_on_dataset(model: nn.Module, data: ImageSet, n_images: int, *, mode: str
 # network the radii (~0.001) approach the last step (0.00044) and the value moves far more.
 FAST_SETTINGS: dict[str, Any] = {"eps": 5.0, "steps": 150, "momentum": 0.9, "overshoot": 1.0}
 COARSE_RELATIVE_RESOLUTION = 0.01
-
-
-def plot_curves(results: list[ARAResult], path: str, title: str = "") -> None:
-    """Draw accuracy against perturbation size for each result into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for res in results:
-        label = {"l2min": "attack", "btr": "BTR"}[res.mode]
-        ax.plot(res.curve_r.numpy(), res.curve_accuracy.numpy(),
-                label=f"{label} (ARA {res.value:.4f})")
-    if results:
-        ax.axhline(1.0 / results[0].num_classes, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xlabel("perturbation size (RMS)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
-    """``aex evaluate``: accuracy and ARA on the seeded subset of ``--n-images`` images."""
-    from ._checkpoint import load_checkpoint, update_metrics
-
-    loaded = load_checkpoint(args.model, store=store)
-    size = loaded.input_size[0]
-    data = load_image_folder(args.data, size)
-    if data.classes != loaded.classes:
-        raise ValueError(
-            f"the data's classes {data.classes} differ from the model's {loaded.classes}"
-        )
-    idx = evaluation_indices(len(data), args.n_images)
-    subset = ImageSet(data.images[idx], data.labels[idx], data.classes)
-    report: dict[str, Any] = {
-        "model": loaded.name,
-        "accuracy": evaluate_accuracy(loaded.model, subset),
-        "n_images": len(subset),
-    }
-    if not args.no_ara:
-        settings = dict(FAST_SETTINGS) if args.fast else {
-            **REFERENCE_SETTINGS, "eps": args.eps, "steps": args.steps}
-        results = []
-        for mode, key in (("l2min", "ara_attack"), ("btr", "ara_btr")):
-            with _progress_bar(f"{key} on {len(subset)} images",
-                               enabled=not args.no_progress) as progress:
-                res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
-                          batch_size=args.batch_size, progress=progress, **settings)
-            report[key] = res.value
-            results.append(res)
-            if res.relative_resolution > COARSE_RELATIVE_RESOLUTION:
-                log.warning(
-                    "%s ARA: the routine's last step (%.2g) is %.0f%% of the median radius; "
-                    "the value is coarse for this model: %s", mode, res.resolution,
-                    100 * res.relative_resolution,
-                    "use the reference settings (drop --fast)" if args.fast
-                    else "raise --steps")
-        report["ara_settings"] = settings
-        if args.plot:
-            plot_curves(results, str(args.plot), title=loaded.name)
-    if args.save_metrics:
-        update_metrics(loaded.name, _metrics_to_save(report, len(data)), store=store)
-        if not args.no_ara:
-            plot_curves(results, str(store.get(loaded.name).ara_plot_path), title=loaded.name)
-    return report
-
-
-@contextmanager
-def _progress_bar(description: str, enabled: bool) -> Iterator[ProgressFn | None]:
-    """A percentage bar on stderr fed by the routine's progress fractions."""
-    if not enabled:
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=100, desc=description, unit="%", bar_format="{l_bar}{bar}| "
-              "{n:.0f}% [{elapsed}<{remaining}]") as bar:
-        def update(fraction: float) -> None:
-            bar.update(max(0.0, 100 * fraction - bar.n))
-
-        yield update
-
-
-def _metrics_to_save(report: dict[str, Any], n_data: int) -> dict[str, Any]:
-    """The metadata keys that ``aex train`` writes, from an ``aex evaluate`` report.
-
-    The test accuracy (``accuracy``, ``n_test``) is replaced only by one measured on the
-    whole folder; ARA values are saved with the number of images they were measured on.
-    """
-    saved: dict[str, Any] = {}
-    if report["n_images"] == n_data:
-        saved.update(accuracy=report["accuracy"], n_test=n_data)
-    else:
-        log.info("accuracy not saved: measured on %d of the %d images (--n-images %d "
-                 "measures all)", report["n_images"], n_data, n_data)
-    if "ara_btr" in report:
-        saved.update(ara_attack=report["ara_attack"], ara_btr=report["ara_btr"],
-                     ara_images=report["n_images"], ara_settings=report["ara_settings"])
-    return saved

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from aex.contract.targets import choose_targets, resolve_targets
+
 from ._perturb import ProgressFn, check_images, enforce_sanity, frozen, perturb
 
-Targets = str | int | Sequence[int | str]
+TargetsArg = str | int | Sequence[int | str]
 
 
 @dataclass
@@ -60,51 +62,10 @@ class AdversarialExplainer:
         self.model = model
         self.classes = list(classes) if classes is not None else None
 
-    def resolve_targets(self, targets: Targets, probs: torch.Tensor,
-                        label: int | None = None) -> list[int]:
-        """Class indices for one image given its probabilities ``(C_n,)``.
-
-        ``"all"`` every class; ``"predicted"`` the argmax; ``"true"`` ``label`` when
-        given, else the argmax; ``"second"`` the most confident class other than the
-        predicted one; otherwise class indices and/or names.
-        """
-        n = probs.numel()
-        order = probs.argsort(descending=True).tolist()
-        if isinstance(targets, str) and targets in ("all", "predicted", "true", "second"):
-            if targets == "all":
-                return list(range(n))
-            if targets == "second":
-                return [order[1]]
-            if targets == "true" and label is not None:
-                return [int(label)]
-            return [order[0]]
-        items = [targets] if isinstance(targets, str | int) else list(targets)
-        if not items:
-            raise ValueError(
-                "targets is empty; give 'all', 'predicted', 'true', 'second' or classes"
-            )
-        return list(dict.fromkeys(self._class_index(item, n) for item in items))
-
-    def _class_index(self, item: int | str, n: int) -> int:
-        if isinstance(item, bool):
-            raise ValueError(f"invalid target {item!r}")
-        if isinstance(item, int):
-            if not 0 <= item < n:
-                raise ValueError(f"target class index {item} is out of range 0..{n - 1}")
-            return item
-        if isinstance(item, str):
-            if self.classes is not None and item in self.classes:
-                return self.classes.index(item)
-            if item.isdigit():
-                return self._class_index(int(item), n)
-            known = f"; known classes: {', '.join(self.classes)}" if self.classes else ""
-            raise ValueError(f"unknown target class {item!r}{known}")
-        raise ValueError(f"invalid target {item!r}: give a class index or name")
-
     def explain(
         self,
         images: torch.Tensor,
-        targets: Targets = "all",
+        targets: TargetsArg = "all",
         *,
         rho: float = 0.1,
         steps: int = 35,
@@ -119,7 +80,8 @@ class AdversarialExplainer:
         Args:
             images: ``(B, C, H, W)`` in ``[0, 1]``, on the model's device.
             targets: ``"all"``, ``"predicted"``, ``"true"``, ``"second"``, or class
-                indices/names (applied to every image).
+                indices/names (applied to every image); see :mod:`aex.contract.targets`
+                for what each word means.
             rho: RMS budget ρ > 0. steps: routine steps > 0. overshoot: ≥ 1.
             clip: clip the explanation images to ``[0, 1]`` (for display).
             labels: ``(B,)`` true classes, used by ``targets="true"``.
@@ -135,9 +97,11 @@ class AdversarialExplainer:
             raise ValueError(f"steps must be a positive integer, got {steps}")
         with frozen(self.model), torch.no_grad():
             probs = self.model(images).softmax(1)
+        classes = self.classes or [str(k) for k in range(probs.shape[1])]
+        resolved = resolve_targets(targets, classes)
         per_image = [
-            self.resolve_targets(targets, probs[i],
-                                 None if labels is None else int(labels[i]))
+            choose_targets(resolved, probs[i].tolist(),
+                           None if labels is None else int(labels[i]))
             for i in range(images.shape[0])
         ]
         total = sum(len(t) for t in per_image)

@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app()`` wires settings, queue, store and routers.
 
-Run it with ``uvicorn --factory service.app:create_app`` or ``aex serve``.
+Run it with ``uvicorn --factory aex.service.app:create_app`` or ``aex serve``.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aex import __version__
-from models._store import ModelStore
+from aex.contract.settings import Settings, get_settings
+from aex.models.store import ModelStore
 
 from .deps import ApiKeyDep
-from .exceptions import ServiceError
+from .exceptions import CONTRACT_STATUS, ServiceError
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .queue import JobQueue
 from .routers import attacks, explanations, health, jobs, models, web
-from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
         raise TypeError(f"not a ServiceError: {exc!r}")
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code,
                         headers=exc.headers)
+
+
+async def _contract_error(_: Request, exc: Exception) -> JSONResponse:
+    status = next(code for kind, code in CONTRACT_STATUS.items() if isinstance(exc, kind))
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -97,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for kind in CONTRACT_STATUS:
+        app.add_exception_handler(kind, _contract_error)
     redis_handler = _redis_error(settings.retry_after_s)
     app.add_exception_handler(RedisConnectionError, redis_handler)
     app.add_exception_handler(RedisTimeoutError, redis_handler)

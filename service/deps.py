@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from models._store import ModelStore
+from aex.contract.settings import Settings
+from aex.models.store import ModelStore
 
 from .exceptions import AuthenticationError, ForbiddenError
 from .queue import JobQueue
-from .settings import Settings
 
 
 def _settings(request: Request) -> Settings:

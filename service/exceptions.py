@@ -1,6 +1,18 @@
-"""Domain errors of the service; each maps to one HTTP status with a readable message."""
+"""Domain errors of the service; each maps to one HTTP status with a readable message.
+
+The contract's errors (``aex.contract.errors``: bad images, bad targets, unknown classes)
+map to statuses in :data:`CONTRACT_STATUS`.
+"""
 
 from __future__ import annotations
+
+from aex.contract.errors import (
+    ImageError,
+    ImageTooLargeError,
+    InvalidJobError,
+    UnknownClassError,
+    UnsupportedImageError,
+)
 
 
 class ServiceError(Exception):
@@ -26,24 +38,6 @@ class ConflictError(ServiceError):
     status_code = 409
 
 
-class ImageError(ServiceError, ValueError):
-    """An upload that is not a usable PNG, JPEG or WebP image."""
-
-    status_code = 422
-
-
-class UnsupportedImageError(ImageError):
-    """Not one of the accepted image formats."""
-
-    status_code = 415
-
-
-class ImageTooLargeError(ImageError):
-    """More bytes or pixels than the configured limits."""
-
-    status_code = 413
-
-
 class InvalidRequestError(ServiceError, ValueError):
     """A field whose value the schema accepts but the chosen model does not."""
 
@@ -66,3 +60,13 @@ class QueueFullError(ServiceError):
     """More jobs waiting than the configured limit."""
 
     status_code = 429
+
+
+# Most specific first: the first class an error is an instance of gives its status.
+CONTRACT_STATUS: dict[type[Exception], int] = {
+    ImageTooLargeError: 413,
+    UnsupportedImageError: 415,
+    ImageError: 422,
+    InvalidJobError: 422,
+    UnknownClassError: 404,
+}

@@ -10,30 +10,16 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import keys
-from .queue import JOB_FUNCTIONS, JobQueue
+from aex.contract import keys
+from aex.contract.jobs import JOB_FUNCTIONS
+from aex.contract.metrics import JOB_BUCKETS
+
+from .queue import JobQueue
 
 logger = logging.getLogger(__name__)
-
-JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-
-
-def record_job(connection: Redis, kind: str, seconds: float, status: str) -> None:
-    """Count one ended job of ``kind`` in Redis (called by the worker)."""
-    key = keys.job_metrics(kind)
-    with connection.pipeline(transaction=False) as pipe:
-        for bound in JOB_BUCKETS:
-            if seconds <= bound:
-                pipe.hincrby(key, f"le_{bound}", 1)
-        pipe.hincrby(key, "count", 1)
-        pipe.hincrbyfloat(key, "sum", seconds)
-        pipe.hincrby(key, f"status_{status}", 1)
-        pipe.execute()
-
 
 class QueueCollector(Collector):
     """Queue depth, jobs by state, live workers and job-duration histograms."""

@@ -19,13 +19,15 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from . import keys
+from aex.contract import keys
+from aex.contract.connection import connect
+from aex.contract.jobs import JobSpec, job_function
+from aex.contract.settings import Settings
+
 from .exceptions import ConflictError, NotFoundError, QueueFullError
-from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
-JOB_FUNCTIONS = {"explanation": "worker.jobs.explain", "attack": "worker.jobs.attack"}
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 ARTIFACT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.png$")
 STATUS = {
@@ -44,16 +46,6 @@ STATUS = {
 ABANDONED_MESSAGE = (
     "the worker running this job stopped (killed or lost) and no retries were left"
 )
-
-
-def connect(url: str, *, socket_timeout: float | None = 10.0) -> Redis:
-    """A Redis client that fails fast when the server is away and reconnects by itself."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=2.0,
-        socket_timeout=socket_timeout,
-        health_check_interval=15,
-    )
 
 
 def artifact_path(job_id: str, name: str) -> str:
@@ -99,8 +91,10 @@ class JobQueue:
         """Workers whose last liveness beat has not expired."""
         return int(self.connection.zcount(keys.WORKERS, time.time(), "+inf"))
 
-    def submit(self, kind: str, kwargs: dict[str, Any], upload: bytes, model: str) -> Job:
-        """Store ``upload`` and enqueue a ``kind`` job; ``QueueFullError`` past the limit."""
+    def submit(self, spec: JobSpec, upload: bytes) -> Job:
+        """Store ``upload`` and enqueue the job ``spec`` (validated when it was built; the
+        worker validates it again); ``QueueFullError`` past the limit."""
+        kind, model = spec.kind, spec.model
         s = self.settings
         if self.depth() >= s.max_queue:
             raise QueueFullError(
@@ -111,8 +105,8 @@ class JobQueue:
         upload_ttl = s.failure_ttl_s + s.job_timeout_s * (s.job_retries + 1)
         self.connection.set(keys.upload(job_id), upload, ex=upload_ttl)
         job = self.queue.enqueue_call(
-            JOB_FUNCTIONS[kind],
-            kwargs=kwargs,
+            job_function(spec),
+            kwargs={"spec": spec.model_dump(mode="json")},
             job_id=job_id,
             timeout=s.job_timeout_s,
             result_ttl=s.result_ttl_s,

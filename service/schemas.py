@@ -1,4 +1,8 @@
-"""Request and response schemas (pydantic v2), one family per resource."""
+"""HTTP schemas (pydantic v2), one family per resource.
+
+Job specifications and results belong to the contract (``aex.contract``); here they
+get their HTTP form (artifact names become URLs).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ExplainMethod = Literal["adversarial", "saliency", "integrated_gradients", "smoothgrad", "gradcam"]
-AttackMode = Literal["l2", "l2min", "btr"]
-JobKind = Literal["explanation", "attack"]
+from aex.contract.jobs import JobKind
+from aex.contract import results
+
 JobState = Literal["queued", "started", "finished", "failed", "canceled"]
 
 
@@ -23,39 +27,6 @@ class ValidationProblem(Problem):
     """422 for fields of the wrong type or out of bounds."""
 
     errors: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class ClassProbability(BaseModel):
-    """One class and the model's softmax probability for it."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    class_: str = Field(alias="class", examples=["cat"])
-    index: int = Field(ge=0, examples=[3])
-    probability: float = Field(ge=0, le=1, examples=[0.61])
-
-
-class TargetResult(BaseModel):
-    """The explanation toward one target class."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    class_: str = Field(alias="class", examples=["dog"])
-    index: int = Field(ge=0, examples=[5])
-    probability_before: float = Field(examples=[0.01])
-    probability_after: float | None = Field(
-        examples=[0.40], description="after the perturbation (adversarial method only)"
-    )
-    perturbation_rms: float | None = Field(
-        examples=[0.1], description="rms of δ (adversarial method only)"
-    )
-    artifact: str = Field(
-        examples=["explanation_5.png"],
-        description="the explanation image (adversarial) or heat map (classic methods)",
-    )
-    difference: str | None = Field(
-        None, examples=["difference_5.png"], description="signed map of δ (adversarial)"
-    )
 
 
 EXPLANATION_EXAMPLE: dict[str, Any] = {
@@ -87,46 +58,18 @@ EXPLANATION_EXAMPLE: dict[str, Any] = {
 }
 
 
-class ExplanationResult(BaseModel):
-    """The result of a finished explanation job (a contract: clients depend on it)."""
+class ExplanationResult(results.ExplanationResult):
+    """A finished explanation job's result as clients see it: artifacts as URLs."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [EXPLANATION_EXAMPLE]})
 
-    model: str
-    method: ExplainMethod
-    input_size: list[int] = Field(description="[H, W] the model saw")
-    original_size: list[int] = Field(description="[H, W] as uploaded")
-    resized: bool = Field(description="whether the upload was resized to input_size")
-    rho: float | None = None
-    steps: int | None = None
-    predictions: list[ClassProbability] = Field(description="most likely first")
-    targets: list[TargetResult]
-    warnings: list[str] = Field(default_factory=list)
-    artifacts: dict[str, str] = Field(description="artifact name -> URL path")
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
 
-class AttackResult(BaseModel):
-    """The result of a finished attack job, with the Grad-CAM comparison."""
+class AttackResult(results.AttackResult):
+    """A finished attack job's result as clients see it: artifacts as URLs."""
 
-    model: str
-    mode: AttackMode
-    input_size: list[int]
-    original_size: list[int]
-    resized: bool
-    eps: float | None = None
-    steps: int | None = None
-    target: ClassProbability | None = Field(
-        None, description="the class pushed toward (l2 mode with a target)"
-    )
-    success: bool = Field(description="whether the attack reached its goal")
-    perturbation_rms: float
-    before: ClassProbability = Field(description="prediction on the input")
-    after: ClassProbability = Field(description="prediction on the adversarial image")
-    predictions_before: list[ClassProbability]
-    predictions_after: list[ClassProbability]
-    gradcam_similarity: float = Field(description="similarity of Grad-CAM before and after")
-    warnings: list[str] = Field(default_factory=list)
-    artifacts: dict[str, str]
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
 
 class JobAccepted(BaseModel):

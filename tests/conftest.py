@@ -50,7 +50,7 @@ def shared_dir() -> Path:
 
 
 def _extracted(shared: Path, split: str) -> Path:
-    from models._data import extract_tar
+    from aex.models.data import extract_tar
 
     archive = shared / "datasets" / "cifar10-jpeg" / f"{split}.tar.gz"
     if not archive.is_file():

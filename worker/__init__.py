@@ -1,5 +1,5 @@
 """RQ jobs, the model cache and the non-forking worker that runs them.
 
-Importing this package does not import torch; :mod:`worker.jobs` and
-:mod:`worker.cache` do, when a worker process runs a job.
+Importing this package does not import torch; :mod:`aex.worker.jobs` and
+:mod:`aex.worker.cache` do, when a worker process runs a job.
 """

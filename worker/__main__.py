@@ -1,7 +1,7 @@
-"""``python -m worker``: run one worker (see :mod:`worker.main`)."""
+"""``python -m aex.worker``: run one worker, the same as ``aex worker``."""
 
 import sys
 
-from .main import main
+from aex.cli import main
 
-sys.exit(main())
+sys.exit(main(["worker", *sys.argv[1:]]))

@@ -7,9 +7,9 @@ from collections import OrderedDict
 
 import torch
 
-from models import LoadedModel, ModelNotFoundError, ModelStore, load_checkpoint
-from models._store import CheckpointEntry
-from service.settings import Settings
+from aex.contract.settings import Settings
+from aex.models import LoadedModel, ModelNotFoundError, ModelStore, load_checkpoint
+from aex.models.store import CheckpointEntry
 
 from .fetch import fetch_checkpoint
 

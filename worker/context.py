@@ -12,8 +12,8 @@ from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from service import keys
-from service.metrics import record_job
+from aex.contract import keys
+from aex.contract.metrics import record_job
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
-from models._store import CheckpointEntry, ModelStore, validate_name
+from aex.models.store import CheckpointEntry, ModelStore, validate_name
 
 logger = logging.getLogger(__name__)
 

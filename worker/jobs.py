@@ -1,8 +1,9 @@
-"""The RQ jobs, enqueued by dotted path (``worker.jobs.explain``, ``worker.jobs.attack``).
+"""The RQ jobs, enqueued by dotted path (``aex.contract.jobs.JOB_FUNCTIONS``).
 
-Each job reads its upload from Redis, runs the core (``models``) on a cached model,
-stores its PNGs in Redis and returns a JSON-serialisable result; the API adds the
-artifact URLs. The science lives in ``models``; nothing here re-implements it.
+Each job validates its specification (``aex.contract.jobs``), reads its upload from
+Redis, runs the science (``aex.models``) on a cached model, stores its PNGs in Redis and
+returns a result of the contract (``aex.contract.results``); the API adds the artifact
+URLs. The science lives in ``aex.models``; nothing here re-implements it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Any
 
 import torch
 
-from models import LoadedModel
-from models._data import image_tensor
-from service.imaging import PreparedImage, open_image, prepare_image
-from service.settings import get_settings
+from aex.contract.imaging import decode_for_model
+from aex.contract.jobs import AttackJob, ExplanationJob, parse_spec
+from aex.contract.results import AttackResult, ExplanationResult
+from aex.contract.settings import get_settings
+from aex.contract.targets import Targets
+from aex.models import LoadedModel, image_tensor
 
 from .cache import ModelCache
 from .context import JobContext
@@ -34,18 +37,11 @@ def model_cache() -> ModelCache:
     return _cache
 
 
-def model_input(data: bytes, loaded: LoadedModel) -> tuple[torch.Tensor, PreparedImage]:
-    """Encoded image bytes as the model's ``(1, C, H, W)`` input in ``[0, 1]`` on its device:
-    safely decoded, oriented, converted and resized (``service.imaging``)."""
-    channels = len(loaded.meta.get("mean", [0, 0, 0]))
-    image = open_image(data, get_settings().max_pixels)
-    prepared = prepare_image(image, loaded.input_size, channels)
-    return image_tensor(prepared.image).unsqueeze(0).to(loaded.device), prepared
-
-
 def _input(ctx: JobContext, loaded: LoadedModel) -> tuple[torch.Tensor, dict[str, Any]]:
     """The job's upload as model input, and how it was fitted to the model."""
-    x, prepared = model_input(ctx.upload(), loaded)
+    prepared = decode_for_model(ctx.upload(), loaded.input_size, loaded.channels,
+                                get_settings().max_pixels)
+    x = image_tensor(prepared.image).unsqueeze(0).to(loaded.device)
     info = {
         "input_size": list(loaded.input_size),
         "original_size": list(prepared.original_size),
@@ -71,14 +67,14 @@ def _given(**options: Any) -> dict[str, Any]:
 
 
 def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
-                 targets: str | list[int], rho: float | None,
-                 steps: int | None) -> dict[str, Any]:
-    from models import AdversarialExplainer
-    from models._render import change_label, difference_png, grid_png, image_png
+                 spec: ExplanationJob) -> dict[str, Any]:
+    from aex.models import AdversarialExplainer
+    from aex.models.render import change_label, difference_png, grid_png, image_png
 
     classes = loaded.classes
     exp = AdversarialExplainer(loaded.model, classes=classes).explain(
-        x, targets=targets, progress=ctx.progress, **_given(rho=rho, steps=steps)
+        x, targets=spec.targets, progress=ctx.progress,
+        **_given(rho=spec.rho, steps=spec.steps)
     )
     artifacts = {"input.png": image_png(x[0])}
     rows, labels = [], []
@@ -97,7 +93,7 @@ def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
         })
     artifacts["grid.png"] = grid_png([x[0], *exp.images], ["input", *labels])
     return {
-        "rho": rho, "steps": steps,
+        "rho": spec.rho, "steps": spec.steps,
         "predictions": _predictions(classes, exp.probs[0]),
         "targets": rows,
         "warnings": list(exp.warnings),
@@ -106,14 +102,15 @@ def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
 
 
 def _classic(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor, method: str,
-             targets: str | list[int]) -> dict[str, Any]:
-    from models import AdversarialExplainer, ClassicExplainer
-    from models._render import colorize, grid_png, heatmap_png, image_png
+             targets: Targets) -> dict[str, Any]:
+    from aex.contract.targets import choose_targets
+    from aex.models import ClassicExplainer
+    from aex.models.render import colorize, grid_png, heatmap_png, image_png
 
     classes = loaded.classes
     with torch.no_grad():
         probs = loaded.model(x).softmax(1)[0]
-    indices = AdversarialExplainer(loaded.model, classes).resolve_targets(targets, probs)
+    indices = choose_targets(targets, probs.tolist())
     explainer = ClassicExplainer(loaded.model, method)
     artifacts = {"input.png": image_png(x[0])}
     rows, tiles, labels = [], [x[0]], ["input"]
@@ -139,32 +136,38 @@ def _classic(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor, method: str,
     }
 
 
-def explain(model: str, sha256: str, method: str, targets: str | list[int],
-            rho: float | None, steps: int | None) -> dict[str, Any]:
-    """Explain the job's upload with ``method`` toward ``targets`` (the API validated them).
+def explain(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run an :class:`~aex.contract.jobs.ExplanationJob` on the job's upload.
 
-    Returns the explanation result of the API contract, artifact names listed.
+    Returns an :class:`~aex.contract.results.ExplanationResult` as JSON data.
     """
     ctx = JobContext.current()
     with ctx.running("explanation"):
-        loaded = model_cache().get(model, sha256)
+        job = parse_spec(spec, ExplanationJob)
+        loaded = model_cache().get(job.model, job.sha256)
         x, info = _input(ctx, loaded)
-        if method == "adversarial":
-            body = _adversarial(ctx, loaded, x, targets, rho, steps)
+        if job.method == "adversarial":
+            body = _adversarial(ctx, loaded, x, job)
         else:
-            body = _classic(ctx, loaded, x, method, targets)
-        return {"model": loaded.name, "method": method, **info, **body}
+            body = _classic(ctx, loaded, x, job.method, job.targets)
+        result = {"model": loaded.name, "method": job.method, **info, **body}
+        return ExplanationResult.model_validate(result).model_dump(by_alias=True)
 
 
-def attack(model: str, sha256: str, mode: str, eps: float | None, steps: int | None,
-           target: int | None) -> dict[str, Any]:
-    """Attack the model on the job's upload and compare Grad-CAM before and after."""
-    from models import attack_comparison
-    from models._render import difference_png, heatmap_png, image_png
+def attack(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run an :class:`~aex.contract.jobs.AttackJob` on the job's upload: attack the model
+    and compare Grad-CAM before and after.
+
+    Returns an :class:`~aex.contract.results.AttackResult` as JSON data.
+    """
+    from aex.models import attack_comparison
+    from aex.models.render import difference_png, heatmap_png, image_png
 
     ctx = JobContext.current()
     with ctx.running("attack"):
-        loaded = model_cache().get(model, sha256)
+        job = parse_spec(spec, AttackJob)
+        mode, eps, steps, target = job.mode, job.eps, job.steps, job.target
+        loaded = model_cache().get(job.model, job.sha256)
         x, info = _input(ctx, loaded)
         cmp = attack_comparison(loaded.model, x, mode=mode, target=target,
                                 progress=ctx.progress, **_given(eps=eps, steps=steps))
@@ -177,7 +180,7 @@ def attack(model: str, sha256: str, mode: str, eps: float | None, steps: int | N
             "gradcam_before.png": heatmap_png(x[0], cmp.gradcam_before),
             "gradcam_after.png": heatmap_png(cmp.x_adv[0].clamp(0, 1), cmp.gradcam_after),
         }
-        return {
+        result = {
             "model": loaded.name, "mode": mode, **info, "eps": eps, "steps": steps,
             "target": None if target is None else _class(classes, target, before[target]),
             "success": bool(cmp.success),
@@ -190,3 +193,4 @@ def attack(model: str, sha256: str, mode: str, eps: float | None, steps: int | N
             "warnings": list(cmp.warnings),
             "artifacts": ctx.store_artifacts(artifacts),
         }
+        return AttackResult.model_validate(result).model_dump(by_alias=True)

@@ -8,7 +8,6 @@ jobs whose worker died; a job that raises fails at once with its message.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import threading
@@ -22,9 +21,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
-from service import keys
-from service.queue import connect
-from service.settings import Settings, get_settings
+from aex.contract import keys
+from aex.contract.connection import connect
+from aex.contract.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +102,6 @@ class ModelWorker(SimpleWorker):
                 logger.warning("worker %s: could not unregister: %s", self.name, exc)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The worker's command-line options (shared by ``aex worker`` and ``python -m worker``)."""
-    parser.add_argument("--burst", action="store_true",
-                        help="exit when the queue is empty instead of waiting for jobs")
-    parser.add_argument("--name", help="worker name (default: RQ's host.pid)")
-    parser.add_argument("--preload", action="append", default=[], metavar="MODEL",
-                        help="load this model (name or alias) before taking jobs; repeatable")
-
-
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None,
                preload: list[str] | None = None) -> bool:
     """Run a worker on ``settings.queue_name`` until stopped (or the queue is empty)."""
@@ -132,14 +122,3 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     logger.info("worker %s on queue %r, device %s, %d model(s) preloaded",
                 worker.name, settings.queue_name, cache.device, len(cache))
     return worker.work(burst=burst, with_scheduler=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m worker``: the same as ``aex worker``."""
-    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload)
-    return 0

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 
 from .._ara import evaluate_accuracy
-from .._data import ImageSet, load_image_folder
-from .._store import ModelStore
+from ..data import ImageSet, load_image_folder
+from ..store import ModelStore
 from ._trainer import TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)

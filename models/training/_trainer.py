@@ -19,10 +19,10 @@ from torch import nn
 
 from .._ara import evaluate_accuracy
 from .._architectures import create_model, list_models
-from .._checkpoint import save_checkpoint
-from .._data import ImageSet
 from .._perturb import perturb
-from .._store import CheckpointEntry, ModelStore, validate_name
+from ..checkpoint import save_checkpoint
+from ..data import ImageSet
+from ..store import CheckpointEntry, ModelStore, validate_name
 from ._augment import augment
 from ._robust import PsiController, robust_loss
 

@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
+from aex.contract.jobs import MAX_ATTACK_EPS, MAX_ATTACK_STEPS, AttackJob, AttackMode
+
 from ..deps import QueueDep, SettingsDep, StoreDep
 from ..exceptions import InvalidRequestError
-from ..schemas import AttackMode, JobAccepted
+from ..schemas import JobAccepted
 from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_class, resolve_model
 
 router = APIRouter(prefix="/attacks", tags=["attacks"])
@@ -39,11 +41,12 @@ def create_attack(
     ] = "l2min",
     eps: Annotated[
         float | None,
-        Form(gt=0, le=50, allow_inf_nan=False,
+        Form(gt=0, le=MAX_ATTACK_EPS, allow_inf_nan=False,
              description="RMS budget (l2) or search bound (l2min, btr); core default if omitted"),
     ] = None,
     steps: Annotated[
-        int | None, Form(ge=1, le=1000, description="routine steps; core default if omitted")
+        int | None,
+        Form(ge=1, le=MAX_ATTACK_STEPS, description="routine steps; core default if omitted"),
     ] = None,
     target: Annotated[
         str | None,
@@ -60,19 +63,8 @@ def create_attack(
                 f"target: a target class can only be given with mode 'l2', not {mode!r}"
             )
         target_index = resolve_class(target, entry)
-    data = read_upload(image, settings)
-    job = queue.submit(
-        "attack",
-        {
-            "model": entry.name,
-            "sha256": entry.sha256,
-            "mode": mode,
-            "eps": eps,
-            "steps": steps,
-            "target": target_index,
-        },
-        data,
-        model=entry.name,
-    )
+    spec = AttackJob(model=entry.name, sha256=entry.sha256, mode=mode, eps=eps, steps=steps,
+                     target=target_index)
+    job = queue.submit(spec, read_upload(image, settings))
     request.app.state.metrics.submitted.labels("attack").inc()
     return accepted(response, job.id, "attack", entry.name)

@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
+from aex.contract.jobs import MAX_EXPLAIN_STEPS, MAX_RHO, ExplainMethod, ExplanationJob
+
 from ..deps import QueueDep, SettingsDep, StoreDep
-from ..schemas import ExplainMethod, JobAccepted
-from ._common import SUBMIT_RESPONSES, accepted, parse_targets, read_upload, resolve_model
+from ..schemas import JobAccepted
+from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_model, resolve_targets
 
 router = APIRouter(prefix="/explanations", tags=["explanations"])
 
@@ -45,11 +47,13 @@ def create_explanation(
     ] = "all",
     rho: Annotated[
         float,
-        Form(gt=0, le=1, allow_inf_nan=False,
+        Form(gt=0, le=MAX_RHO, allow_inf_nan=False,
              description="RMS budget ρ of each perturbation (adversarial)"),
     ] = 0.1,
     steps: Annotated[
-        int, Form(ge=1, le=200, description="steps of the perturbation routine (adversarial)")
+        int,
+        Form(ge=1, le=MAX_EXPLAIN_STEPS,
+             description="steps of the perturbation routine (adversarial)"),
     ] = 35,
 ) -> JobAccepted:
     """Queue an explanation job and answer ``202`` with its id and status URL.
@@ -59,21 +63,12 @@ def create_explanation(
     gives each target's probability before and after and links to the images.
     """
     entry = resolve_model(store, model)
-    resolved = parse_targets(targets, entry, settings.max_targets)
-    data = read_upload(image, settings)
     adversarial = method == "adversarial"
-    job = queue.submit(
-        "explanation",
-        {
-            "model": entry.name,
-            "sha256": entry.sha256,
-            "method": method,
-            "targets": resolved,
-            "rho": rho if adversarial else None,
-            "steps": steps if adversarial else None,
-        },
-        data,
-        model=entry.name,
+    spec = ExplanationJob(
+        model=entry.name, sha256=entry.sha256, method=method,
+        targets=resolve_targets(targets, entry, settings.max_targets),
+        rho=rho if adversarial else None, steps=steps if adversarial else None,
     )
+    job = queue.submit(spec, read_upload(image, settings))
     request.app.state.metrics.submitted.labels("explanation").inc()
     return accepted(response, job.id, "explanation", entry.name)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Response
 from fastapi.responses import FileResponse
 
-from models._store import CheckpointEntry
+from aex.models.store import CheckpointEntry
 
 from ..deps import StoreDep
 from ..exceptions import NotFoundError

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import HalfHuberReLU, ImageSet, ModelStore, import_reference, load_image_folder
+from aex.models import HalfHuberReLU, ImageSet, ModelStore, import_reference, load_image_folder
 
 
 @pytest.fixture(autouse=True)

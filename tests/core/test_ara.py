@@ -11,8 +11,14 @@ import pytest
 import torch
 
 from aex.cli import main
-from models import ModelStore, SanityCheckError, ara, evaluation_indices, import_reference
-from models._ara import ara_from_radii
+from aex.models import (
+    ModelStore,
+    SanityCheckError,
+    ara,
+    ara_from_radii,
+    evaluation_indices,
+    import_reference,
+)
 
 
 def test_integration_has_known_answers() -> None:

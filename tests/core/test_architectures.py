@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from models import HalfHuberReLU, create_model, list_models
-from models._perturb import frozen
+from aex.models import HalfHuberReLU, create_model, frozen, list_models
 
 SMALL = {
     "preact_resnet": {"depth": 8, "widths": [4, 8], "input_size": 16},

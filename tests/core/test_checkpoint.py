@@ -6,8 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import ModelNotFoundError, ModelStore, create_model, load_checkpoint, save_checkpoint
-from models._checkpoint import update_metrics
+from aex.models import (
+    ModelNotFoundError,
+    ModelStore,
+    create_model,
+    load_checkpoint,
+    save_checkpoint,
+)
+from aex.models.checkpoint import update_metrics
 
 KW = {"act": "hhrelu", "widths": [4, 8, 8], "num_classes": 3, "input_size": 16,
       "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}

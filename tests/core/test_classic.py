@@ -6,9 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from models import CLASSIC_METHODS, ClassicExplainer, attack_comparison
-from models._compare import map_similarity
-from models._render import difference_png, grid_png, heatmap_png, image_png
+from aex.models import CLASSIC_METHODS, ClassicExplainer, attack_comparison, map_similarity
+from aex.models.render import difference_png, grid_png, heatmap_png, image_png
 
 
 @pytest.mark.parametrize("method", CLASSIC_METHODS)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from aex.cli import main
-from models import ModelStore
+from aex.models import ModelStore
 
 pytestmark = pytest.mark.needs_shared_data
 
@@ -53,7 +53,7 @@ def test_explain_prints_a_readable_report(reference_store: ModelStore, cifar_tes
 @pytest.mark.parametrize(("setup", "message"), [
     ("text", "is not a PNG, JPEG or WebP image"),
     ("missing", "No such file"),
-    ("class", "unknown target class 'zebra'"),
+    ("class", "unknown class 'zebra'"),
     ("model", "unknown model 'nope'"),
 ])
 def test_bad_input_is_a_one_line_error(setup: str, message: str, reference_store: ModelStore,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import (
+from aex.models import (
     AdversarialExplainer,
     ImageSet,
     ModelStore,
@@ -17,7 +17,7 @@ from models import (
     evaluation_indices,
     load_checkpoint,
 )
-from models._store import BUNDLED_DIR, CheckpointEntry
+from aex.models.store import BUNDLED_DIR, CheckpointEntry
 
 Bundled = tuple[ModelStore, CheckpointEntry]
 

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from models import AdversarialExplainer, ImageSet, ModelStore, evaluation_indices, load_checkpoint
+from aex.models import (
+    AdversarialExplainer,
+    ImageSet,
+    ModelStore,
+    evaluation_indices,
+    load_checkpoint,
+)
 
 CLASSES = ["cat", "dog", "ship"]
 
@@ -41,8 +47,8 @@ def test_true_uses_labels_when_given(tiny: torch.nn.Module, tiny_images: torch.T
 
 
 @pytest.mark.parametrize(("targets", "message"), [
-    ("zebra", "unknown target class 'zebra'; known classes: cat, dog, ship"),
-    ([5], "out of range"),
+    ("zebra", "unknown class 'zebra': the model knows cat, dog, ship"),
+    ([5], "unknown class index 5: the model has 3 classes"),
     ([], "targets is empty"),
 ])
 def test_bad_targets_are_value_errors(tiny: torch.nn.Module, tiny_images: torch.Tensor,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import HalfHuberReLU, hhrelu
+from aex.models import HalfHuberReLU, hhrelu
 
 
 def test_values_match_the_piecewise_definition() -> None:

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from models import MinimalAttack, SanityCheckError, perturb
-from models._perturb import MODES, rms
+from aex.models import MODES, MinimalAttack, SanityCheckError, perturb, rms
 
 
 def _labels(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

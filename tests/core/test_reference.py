@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import ImageSet, ModelStore, evaluate_accuracy, evaluation_indices, load_checkpoint
-from models._data import ImageSet as _ImageSet
-from models._reference import read_reference
+from aex.models import ImageSet, ModelStore, evaluate_accuracy, evaluation_indices, load_checkpoint
+from aex.models.data import ImageSet as _ImageSet
+from aex.models.reference import read_reference
 
 pytestmark = pytest.mark.needs_shared_data
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import ModelStore, load_checkpoint, load_image_folder
-from models.training import (
+from aex.models import ModelStore, load_checkpoint, load_image_folder
+from aex.models.training import (
     EpochStats,
     PsiController,
     ResumeMismatchError,

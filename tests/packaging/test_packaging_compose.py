@@ -177,7 +177,7 @@ def test_cpu_override(cpu: dict[str, Any]) -> None:
 @pytest.mark.parametrize("files", [(BASE,), (BASE, CPU)], ids=["base", "cpu"])
 def test_environment_names_and_defaults_match_the_settings(files: tuple[str, ...]) -> None:
     """Every AEX_* variable the containers get is a setting the code reads; defaults agree."""
-    settings = pytest.importorskip("service.settings").Settings
+    settings = pytest.importorskip("aex.contract.settings").Settings
     fields = {f"AEX_{name.upper()}": field for name, field in settings.model_fields.items()}
     config = render(*files)
     for name, service in config["services"].items():

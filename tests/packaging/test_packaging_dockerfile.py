@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("aex", "models", "service", "worker")
+# Source folder -> where its files land in the wheel (the aex namespace, pyproject.toml).
+PACKAGES = {"aex": "aex", "models": "aex/models", "service": "aex/service", "worker": "aex/worker"}
 
 
 @dataclass
@@ -104,17 +105,19 @@ def run_steps(run: str, cwd: Path, venv: Path, wheels: Path) -> None:
 
 
 def source_files(context: Path, package: str) -> set[str]:
-    """The package's modules in a build context (a copy: the tree may change meanwhile)."""
+    """The package's modules in a build context (a copy: the tree may change meanwhile),
+    named as they are in the wheel."""
     return {
-        p.relative_to(context).as_posix()
+        f"{PACKAGES[package]}/{p.relative_to(context / package).as_posix()}"
         for p in (context / package).rglob("*.py")
         if "__pycache__" not in p.parts
     }
 
 
 def default_model_files(context: Path) -> set[str]:
+    """The bundled model's files, named as they are in the wheel."""
     root = context / "models" / "default"
-    return {p.relative_to(context).as_posix() for p in root.glob("*") if p.is_file()}
+    return {f"aex/models/default/{p.name}" for p in root.glob("*") if p.is_file()}
 
 
 # --- structure --------------------------------------------------------------------------
@@ -218,7 +221,7 @@ def test_image_install_steps(tmp_path: Path) -> None:
         run_steps(run, context, venv, tmp_path / "wheels")
         # The installed project is the wheel's, not this checkout.
         proc = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import models; print(models.__file__)"],
+            [str(venv / "bin" / "python"), "-c", "import aex.models; print(aex.models.__file__)"],
             cwd=tmp_path,
             capture_output=True,
             text=True,

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from redis import Redis
 
-from service.app import create_app
+from aex.service.app import create_app
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ def test_api_process_never_imports_torch(redis_url: str, model_dir: Path,
     code = f"""
 import sys
 from fastapi.testclient import TestClient
-from service.app import create_app
-from service.settings import Settings
+from aex.service.app import create_app
+from aex.contract.settings import Settings
 client = TestClient(create_app(Settings(redis_url={redis_url!r}, model_dir={str(model_dir)!r})))
 assert client.get("/v1/models/tiny").status_code == 200
 assert client.get("/v1/models/tiny/checkpoint").status_code == 200
@@ -297,14 +297,14 @@ def test_api_keys(make_client: Any) -> None:
 
 
 def test_api_keys_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.settings import Settings
+    from aex.contract.settings import Settings
 
     monkeypatch.setenv("AEX_API_KEYS", " k1, k2 ,,")
     assert Settings().api_keys == ["k1", "k2"]
 
 
 def test_redis_unreachable_is_503(make_client: Any) -> None:
-    from service.redis_server import free_port
+    from aex.service.redis_server import free_port
 
     client = make_client(redis_url=f"redis://127.0.0.1:{free_port()}/0", retry_after_s=3)
     response = submit(client)
@@ -349,7 +349,7 @@ def test_openapi_documents_the_result_contract(client: TestClient) -> None:
 
 
 def test_image_helpers_resize_and_say_so() -> None:
-    from service.imaging import open_image, prepare_image
+    from aex.contract.imaging import open_image, prepare_image
 
     image = open_image(image_bytes("PNG", (50, 40), mode="RGBA"), 10_000)
     prepared = prepare_image(image, (32, 32), 3)

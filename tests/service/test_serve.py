@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aex_service_testing import ROOT, service_env
 
-from service.redis_server import free_port
+from aex.service.redis_server import free_port
 
 
 def children(pid: int) -> list[int]:

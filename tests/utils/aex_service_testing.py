@@ -23,8 +23,8 @@ import pytest
 from PIL import Image
 from redis import Redis
 
-from service.redis_server import RedisServer, free_port, redis_answers
-from service.settings import Settings
+from aex.contract.settings import Settings
+from aex.service.redis_server import RedisServer, free_port, redis_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CLASSES = ["cat", "dog", "ship"]
@@ -77,7 +77,7 @@ def make_model(root: Path, name: str, classes: list[str], widths: list[int],
     """Save an untrained robust-architecture network into the registry at ``root``."""
     import torch
 
-    from models import ModelStore, create_model, save_checkpoint
+    from aex.models import ModelStore, create_model, save_checkpoint
 
     torch.manual_seed(0)
     kwargs = {"act": "hhrelu", "num_classes": len(classes), "widths": widths,
@@ -177,8 +177,8 @@ class Proc:
 
 def start_worker(env: dict[str, str], log: Path, name: str | None = None,
                  preload: str | None = "tiny") -> Proc:
-    """``python -m worker`` as a child process."""
-    args = [sys.executable, "-m", "worker"]
+    """``python -m aex.worker`` as a child process."""
+    args = [sys.executable, "-m", "aex.worker"]
     if name:
         args += ["--name", name]
     if preload:
@@ -201,7 +201,7 @@ def wait_for_worker(redis: Redis, proc: Proc, timeout: float = 60.0, count: int 
 def start_api(env: dict[str, str], log: Path) -> tuple[Proc, str]:
     """The API under uvicorn in a child process; (process, base URL) once it answers."""
     port = free_port()
-    proc = Proc([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
+    proc = Proc([sys.executable, "-m", "uvicorn", "--factory", "aex.service.app:create_app",
                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                 env, log)
     url = f"http://127.0.0.1:{port}"

@@ -11,8 +11,8 @@ from aex_service_testing import TINY_CLASSES, make_model, make_settings
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.app import create_app
-from service.routers.web import STATIC_DIR
+from aex.service.app import create_app
+from aex.service.routers.web import STATIC_DIR
 
 
 @pytest.fixture

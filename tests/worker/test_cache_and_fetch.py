@@ -10,10 +10,10 @@ import httpx
 import pytest
 from aex_service_testing import TINY_CLASSES, make_model, service_env, start_api
 
-from models import ModelStore
-from service.settings import Settings
-from worker.cache import ModelCache, resolve_device
-from worker.fetch import ChecksumError, fetch_checkpoint
+from aex.contract.settings import Settings
+from aex.models import ModelStore
+from aex.worker.cache import ModelCache, resolve_device
+from aex.worker.fetch import ChecksumError, fetch_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.app import create_app
-from service.redis_server import RedisServer, free_port
+from aex.service.app import create_app
+from aex.service.redis_server import RedisServer, free_port
 
 SLOW = {"model": "slow", "targets": "all", "steps": "200"}
 

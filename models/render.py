@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    from ._ara import ARAResult
 
 DISPLAY_MIN = 128
 
@@ -90,3 +95,27 @@ def grid_png(tiles: Sequence[torch.Tensor], labels: Sequence[str], columns: int 
         canvas.paste(img, (x0, y0))
         draw.multiline_text((x0, y0 + th + 1), label, fill="black", font=font, spacing=1)
     return _png(canvas)
+
+
+def plot_curves(results: list[ARAResult], path: str | Path, title: str = "") -> None:
+    """Draw accuracy against perturbation size for each result into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for res in results:
+        label = {"l2min": "attack", "btr": "BTR"}[res.mode]
+        ax.plot(res.curve_r.numpy(), res.curve_accuracy.numpy(),
+                label=f"{label} (ARA {res.value:.4f})")
+    if results:
+        ax.axhline(1.0 / results[0].num_classes, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("perturbation size (RMS)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

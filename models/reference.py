@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from ._architectures import create_model
-from ._checkpoint import save_checkpoint
-from ._store import CheckpointEntry, ModelStore
+from .checkpoint import save_checkpoint
+from .store import CheckpointEntry, ModelStore
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",

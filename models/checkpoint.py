@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._architectures import create_model
-from ._store import FORMAT, CheckpointEntry, ModelStore, read_meta, sha256_file, validate_name
+from .store import FORMAT, CheckpointEntry, ModelStore, read_meta, sha256_file, validate_name
 
 
 @dataclass
@@ -35,6 +35,11 @@ class LoadedModel:
     def input_size(self) -> tuple[int, int]:
         h, w = self.meta["input_size"]
         return int(h), int(w)
+
+    @property
+    def channels(self) -> int:
+        """Image channels the network takes."""
+        return len(self.meta.get("mean", [0, 0, 0]))
 
     @property
     def device(self) -> torch.device:

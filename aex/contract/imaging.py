@@ -2,7 +2,7 @@
 
 Only PNG, JPEG and WebP are opened. The pixel count is checked from the header before
 anything is decoded, so a decompression bomb is refused without allocating it; Pillow's
-own bomb check and truncated files become :class:`~service.exceptions.ImageError`.
+own bomb check and truncated files become :class:`~aex.contract.errors.ImageError`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .exceptions import ImageError, ImageTooLargeError, UnsupportedImageError
+from .errors import ImageError, ImageTooLargeError, UnsupportedImageError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 
@@ -79,3 +79,12 @@ def prepare_image(image: Image.Image, size: tuple[int, int], channels: int) -> P
     if resized:
         image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return PreparedImage(image, original, resized)
+
+
+def decode_for_model(data: bytes, size: tuple[int, int], channels: int,
+                     max_pixels: int) -> PreparedImage:
+    """Encoded image bytes as a model sees them: safely decoded (:func:`open_image`),
+    oriented, converted and resized (:func:`prepare_image`). The one decoding path of
+    jobs and of ``aex explain``."""
+    with open_image(data, max_pixels) as image:
+        return prepare_image(image, size, channels)

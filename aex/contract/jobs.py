@@ -1,0 +1,94 @@
+"""Typed job specifications: what the API enqueues and the worker runs.
+
+A job travels through RQ as ``function(spec=<dict>)`` with RQ's JSON serializer; the
+function is named by its dotted path (:data:`JOB_FUNCTIONS`), so the API never imports
+the worker. The API builds (and so validates) a spec before it enqueues it and the
+worker validates it again when it runs it (:func:`parse_spec`): one definition for both.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aex.models.store import NAME_PATTERN
+
+from .errors import InvalidJobError
+from .targets import TargetWord
+
+ExplainMethod: TypeAlias = Literal[
+    "adversarial", "saliency", "integrated_gradients", "smoothgrad", "gradcam"
+]
+EXPLAIN_METHODS: tuple[str, ...] = ExplainMethod.__args__  # type: ignore[attr-defined]
+AttackMode: TypeAlias = Literal["l2", "l2min", "btr"]
+JobKind: TypeAlias = Literal["explanation", "attack"]
+
+MAX_RHO = 1.0
+MAX_EXPLAIN_STEPS = 200
+MAX_ATTACK_EPS = 50.0
+MAX_ATTACK_STEPS = 1000
+MAX_TARGETS = 10_000
+
+ModelName = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description="registry name")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="weights' sha256")]
+ClassIndex = Annotated[int, Field(ge=0, lt=MAX_TARGETS)]
+
+JOB_FUNCTIONS: dict[str, str] = {
+    "explanation": "aex.worker.jobs.explain",
+    "attack": "aex.worker.jobs.attack",
+}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelName
+    sha256: Sha256
+
+
+class ExplanationJob(_Spec):
+    """Explain the job's upload with ``method`` toward ``targets`` (resolved indices or a word).
+
+    ``rho`` and ``steps`` apply to the adversarial method only (None: the science's
+    defaults, ρ 0.1 and 35 steps).
+    """
+
+    kind: Literal["explanation"] = "explanation"
+    method: ExplainMethod = "adversarial"
+    targets: TargetWord | Annotated[list[ClassIndex], Field(min_length=1,
+                                                            max_length=MAX_TARGETS)]
+    rho: Annotated[float, Field(gt=0, le=MAX_RHO, allow_inf_nan=False)] | None = None
+    steps: Annotated[int, Field(ge=1, le=MAX_EXPLAIN_STEPS)] | None = None
+
+
+class AttackJob(_Spec):
+    """Attack the model on the job's upload in ``mode`` and compare Grad-CAM before and after.
+
+    ``eps`` and ``steps`` None: the science's defaults for ``mode``; ``target`` (l2 only)
+    is the class index to push toward.
+    """
+
+    kind: Literal["attack"] = "attack"
+    mode: AttackMode = "l2min"
+    eps: Annotated[float, Field(gt=0, le=MAX_ATTACK_EPS, allow_inf_nan=False)] | None = None
+    steps: Annotated[int, Field(ge=1, le=MAX_ATTACK_STEPS)] | None = None
+    target: ClassIndex | None = None
+
+
+JobSpec: TypeAlias = ExplanationJob | AttackJob
+SpecT = TypeVar("SpecT", ExplanationJob, AttackJob)
+
+
+def parse_spec(data: Any, spec_type: type[SpecT]) -> SpecT:
+    """Validate a spec as it comes off the queue (a dict); :class:`InvalidJobError` if it
+    is not a valid ``spec_type``."""
+    try:
+        return spec_type.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidJobError(f"invalid {spec_type.__name__} specification: {exc}") from exc
+
+
+def job_function(spec: JobSpec) -> str:
+    """The dotted path of the worker function that runs ``spec``."""
+    return JOB_FUNCTIONS[spec.kind]
