@@ -65,7 +65,9 @@ def _explain(args: argparse.Namespace) -> int:
     classes = loaded.classes
     exp = AdversarialExplainer(loaded.model, classes).explain(
         x, targets=targets, rho=args.rho, steps=args.steps)
-    report, tiles, labels = [], [], []
+    report: list[dict[str, Any]] = []
+    tiles: list[Any] = []
+    labels: list[str] = []
     for i, path in enumerate(args.images):
         top = int(exp.probs[i].argmax())
         rows = (exp.image_index == i).nonzero()[:, 0].tolist()

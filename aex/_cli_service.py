@@ -183,8 +183,8 @@ def _serve(args: argparse.Namespace) -> int:
             redis_server.start(preexec_fn=_die_with_parent, start_new_session=True)
             env["AEX_REDIS_URL"] = redis_server.url
             say(f"started a private Redis server ({redis_server.url})")
-        settings = Settings(**({"redis_url": env["AEX_REDIS_URL"]}
-                               if "AEX_REDIS_URL" in env else {}))
+        settings = Settings(redis_url=env["AEX_REDIS_URL"]) if "AEX_REDIS_URL" in env \
+            else Settings()
         url = f"http://{args.host}:{args.port}"
         env.setdefault("AEX_API_URL", url)
         _warn_without_default_model(settings)

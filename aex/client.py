@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote
 
 import httpx
@@ -28,7 +28,7 @@ import httpx
 if TYPE_CHECKING:
     from PIL import Image
 
-ImageInput = str | Path | bytes | IO[bytes] | "Image.Image"
+ImageInput: TypeAlias = "str | Path | bytes | IO[bytes] | Image.Image"
 TERMINAL = ("finished", "failed", "canceled")
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -108,11 +108,11 @@ class AdversarialExplainer:
         rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("img", "tgt", "x", "d", "after")}
         warnings: list[str] = []
         done = 0
-        for i, classes in enumerate(per_image):
-            tgt = torch.tensor(classes, dtype=torch.long, device=images.device)
-            batch = images[i:i + 1].expand(len(classes), -1, -1, -1).contiguous()
+        for i, indices in enumerate(per_image):
+            tgt = torch.tensor(indices, dtype=torch.long, device=images.device)
+            batch = images[i:i + 1].expand(len(indices), -1, -1, -1).contiguous()
 
-            def report(fraction: float, _done: int = done, _n: int = len(classes)) -> None:
+            def report(fraction: float, _done: int = done, _n: int = len(indices)) -> None:
                 if progress is not None:
                     progress((_done + fraction * _n) / total)
 
@@ -127,7 +127,7 @@ class AdversarialExplainer:
             rows["x"].append(result.x_adv)
             rows["d"].append(result.delta)
             rows["after"].append(after)
-            done += len(classes)
+            done += len(indices)
         image_index = torch.cat(rows["img"])
         target_index = torch.cat(rows["tgt"])
         deltas = torch.cat(rows["d"])

@@ -17,7 +17,7 @@ class _HHReLUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, d: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, d: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.d = d
         c = x.clamp(0.0, d)
@@ -25,7 +25,7 @@ class _HHReLUFunction(torch.autograd.Function):
         return out.mul_(c).mul_(1.0 / d)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         return grad * x.clamp(0.0, ctx.d) * (1.0 / ctx.d), None
 
@@ -59,7 +59,8 @@ class HalfHuberReLU(nn.Module):
         self._d = float(d)
         self.inplace = inplace
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._d = float(self.d)
 

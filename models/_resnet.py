@@ -134,7 +134,9 @@ class PreActResNet(nn.Module):
                 nn.init.zeros_(m.bias)
         for m in self.modules():
             if isinstance(m, PreActBlock):
-                nn.init.zeros_(m.main[3].weight)
+                last = m.main[3]
+                if isinstance(last, nn.Conv2d):
+                    nn.init.zeros_(last.weight)
 
     @property
     def feature_layer(self) -> nn.Module:

@@ -59,8 +59,8 @@ def list_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[st
 
 def decode_image(path: Path, size: int | None) -> np.ndarray:
     """Decode one image file to ``(H, W, 3) uint8``, resized to ``size`` when given."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as file:
+        img = file.convert("RGB")
         if size is not None and img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
@@ -82,7 +82,9 @@ def load_image_folder(root: str | Path, size: int | None = None,
     with a warning. All images must share one size when ``size`` is None.
     """
     samples, classes = list_image_folder(root)
-    arrays, labels, skipped = [], [], 0
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    skipped = 0
     for path, label in samples:
         try:
             arr = decode_image(path, size)

@@ -90,7 +90,8 @@ def grid_png(tiles: Sequence[torch.Tensor], labels: Sequence[str], columns: int 
     draw = ImageDraw.Draw(canvas)
     for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
         r, c = divmod(i, columns)
-        img = Image.fromarray(_to_uint8(tile)).convert("RGB").resize((tw, th), Image.NEAREST)
+        img = Image.fromarray(_to_uint8(tile)).convert("RGB")
+        img = img.resize((tw, th), Image.Resampling.NEAREST)
         x0, y0 = pad + c * (tw + pad), pad + r * (th + label_h + pad)
         canvas.paste(img, (x0, y0))
         draw.multiline_text((x0, y0 + th + 1), label, fill="black", font=font, spacing=1)

@@ -2,8 +2,9 @@
 # Shared set-up for scripts/run.sh and scripts/test.sh (sourced, not run).
 #
 # aex_venv: make sure $AEX_VENV (default <repo>/.venv) exists and has the project
-#   installed with `pip install -e '.[dev]'`; reinstall when pyproject.toml changed
-#   (its hash is kept in $AEX_VENV/.aex-install-stamp). AEX_VENV_FRESH=1 recreates it.
+#   installed with `pip install -c requirements.lock -e '.[dev]'` (every package pinned
+#   by the lock file); reinstall when pyproject.toml or requirements.lock changed (their
+#   hash is kept in $AEX_VENV/.aex-install-stamp). AEX_VENV_FRESH=1 recreates it.
 #   Leaves the venv's bin/ first on PATH and $AEX_PYTHON set.
 # aex_ensure_redis: make sure a Redis answers. Order: $AEX_REDIS_URL when set; the
 #   system Redis on 127.0.0.1:6379 (port $AEX_LOCAL_REDIS_PORT, for tests of this
@@ -27,9 +28,9 @@ _aex_pip() (
 )
 
 _aex_stamp() {
-    # Hash of what decides the install: pyproject.toml and the interpreter version.
+    # Hash of what decides the install: pyproject.toml, the lock and the interpreter version.
     {
-        cat "$AEX_ROOT/pyproject.toml"
+        cat "$AEX_ROOT/pyproject.toml" "$AEX_ROOT/requirements.lock"
         "$AEX_PYTHON" -c 'import sys; print(sys.version)'
     } | sha256sum | cut -d' ' -f1
 }
@@ -57,10 +58,10 @@ aex_venv() {
     want="$(_aex_stamp)"
     [ -f "$AEX_VENV/.aex-install-stamp" ] && have="$(cat "$AEX_VENV/.aex-install-stamp")"
     if [ "$want" != "$have" ] || [ ! -x "$AEX_VENV/bin/aex" ]; then
-        aex_log "installing the project into $AEX_VENV (pip install -e '.[dev]'; first time 1-3 min)"
+        aex_log "installing the project into $AEX_VENV (pip install -c requirements.lock -e '.[dev]'; first time 1-3 min)"
         rm -f "$AEX_VENV/.aex-install-stamp"
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-            _aex_pip install --quiet -e "${AEX_ROOT}[dev]" || {
+            _aex_pip install --quiet -c "$AEX_ROOT/requirements.lock" -e "${AEX_ROOT}[dev]" || {
             aex_log "error: pip install failed"
             return 1
         }

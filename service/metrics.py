@@ -60,7 +60,8 @@ class QueueCollector(Collector):
                                   labels=["kind", "status"])
         for kind in JOB_FUNCTIONS:
             raw = self.queue.connection.hgetall(keys.job_metrics(kind))
-            stats = {k.decode(): float(v) for k, v in raw.items()}
+            stats = {(k.decode() if isinstance(k, bytes) else k): float(v)
+                     for k, v in raw.items()}
             buckets = [(str(b), stats.get(f"le_{b}", 0.0)) for b in JOB_BUCKETS]
             buckets.append(("+Inf", stats.get("count", 0.0)))
             durations.add_metric([kind], buckets, sum_value=stats.get("sum", 0.0))

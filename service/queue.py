@@ -175,9 +175,9 @@ class JobQueue:
         data = None
         if ARTIFACT_PATTERN.match(name):
             data = self.connection.hget(keys.artifacts(job.id), name)
-        if data is None:
+        if not isinstance(data, bytes):
             raise NotFoundError(f"job {job_id!r} has no artifact {name!r}")
-        return bytes(data)
+        return data
 
     def cancel(self, job: Job) -> None:
         """Cancel a queued job at once, or ask the worker to stop a running one."""

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aex.contract.jobs import JobKind
 from aex.contract import results
+from aex.contract.jobs import JobKind
 
 JobState = Literal["queued", "started", "finished", "failed", "canceled"]
 

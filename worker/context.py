@@ -44,9 +44,9 @@ class JobContext:
     def upload(self) -> bytes:
         """The image bytes the client uploaded."""
         data = self.connection.get(keys.upload(self.job.id))
-        if data is None:
+        if not isinstance(data, bytes):
             raise LookupError(f"the upload of job {self.job.id} has expired or was removed")
-        return bytes(data)
+        return data
 
     def progress(self, fraction: float) -> None:
         """Record progress in ``job.meta`` (throttled) and stop if the job was canceled."""
@@ -66,7 +66,8 @@ class JobContext:
         key = keys.artifacts(self.job.id)
         with self.connection.pipeline() as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=artifacts)
+            for name, data in artifacts.items():
+                pipe.hset(key, name, data)
             pipe.expire(key, ttl)
             pipe.execute()
         return list(artifacts)

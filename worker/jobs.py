@@ -50,7 +50,7 @@ def _input(ctx: JobContext, loaded: LoadedModel) -> tuple[torch.Tensor, dict[str
     return x, info
 
 
-def _class(classes: list[str], index: int, probability: float) -> dict[str, Any]:
+def _class(classes: list[str], index: int, probability: float | torch.Tensor) -> dict[str, Any]:
     return {"class": classes[index], "index": int(index), "probability": float(probability)}
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -293,7 +293,8 @@ class Trainer:
         x = augment(x, gen)
         if cfg.adversarial:
             affected = (torch.rand(len(y), generator=gen) < 0.5).float() if cfg.robust else None
-            x = perturb(self.model, x, y, mode=cfg.adversarial, eps=cfg.adv_eps or 0.0,
+            mode: Literal["l2", "l2min"] = "l2" if cfg.adversarial == "l2" else "l2min"
+            x = perturb(self.model, x, y, mode=mode, eps=cfg.adv_eps or 0.0,
                         steps=cfg.adv_steps, overshoot=1.0, affected=affected,
                         train_mode=True).x_adv
         self.model.train()

@@ -5,9 +5,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "utils"))
+
+from aex_service_testing import model_dir, redis_db, redis_url  # noqa: E402,F401
 
 
 def _check_app_target(words: list[str]) -> None:

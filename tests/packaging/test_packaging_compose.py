@@ -127,11 +127,13 @@ def test_api(base: dict[str, Any], check_app_target: Callable[[list[str]], None]
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert command_words(api)[0] == "uvicorn"
     check_app_target(command_words(api))
+    assert api["build"]["target"] == "api", "the API runs the torch-free image"
 
 
 def test_worker(base: dict[str, Any]) -> None:
     worker = base["services"]["worker"]
     assert command_words(worker)[-2:] == ["aex", "worker"]
+    assert worker["build"]["target"] == "worker"
     assert gpu_devices(worker) and gpu_devices(worker)[0]["driver"] == "nvidia"
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     job_timeout = float(worker["environment"]["AEX_JOB_TIMEOUT_S"])
@@ -162,7 +164,7 @@ def test_cpu_override(cpu: dict[str, Any]) -> None:
     assert found, "the CPU override starts no worker"
     for name, service in up.items():
         assert not gpu_devices(service), f"{name} still reserves a GPU with the CPU override"
-        if "build" in service:
+        if service.get("build", {}).get("target") == "worker":
             assert service["build"]["args"]["TORCH_VARIANT"] == "cpu", name
     for service in found.values():
         assert service["environment"]["AEX_DEVICE"] == "cpu"
@@ -182,7 +184,7 @@ def test_environment_names_and_defaults_match_the_settings(files: tuple[str, ...
     config = render(*files)
     for name, service in config["services"].items():
         for var, value in (service.get("environment") or {}).items():
-            assert var in fields, f"{name}: {var} is not a setting (service/settings.py)"
+            assert var in fields, f"{name}: {var} is not a setting (aex/contract/settings.py)"
             default = fields[var].default
             if var in PASSED_DEFAULTS and isinstance(default, int | float):
                 assert float(value) == default, f"{name}: {var}={value}, the code says {default}"

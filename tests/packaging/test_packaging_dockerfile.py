@@ -29,7 +29,8 @@ class Instruction:
 
 
 def parse_dockerfile(path: Path = REPO_ROOT / "Dockerfile") -> list[list[Instruction]]:
-    """Instructions grouped by stage; continuation lines joined, comments dropped."""
+    """Instructions grouped by stage (index 0: before the first FROM); continuation lines
+    joined, comments dropped."""
     text = re.sub(r"\\\n", "", path.read_text())
     stages: list[list[Instruction]] = [[]]
     for line in text.splitlines():
@@ -53,13 +54,28 @@ def build_args(stages: list[list[Instruction]]) -> dict[str, str]:
     return out
 
 
+def stage(stages: list[list[Instruction]], name: str) -> list[Instruction]:
+    """The stage ``FROM ... AS name``."""
+    for instructions in stages[1:]:
+        if re.search(rf"\s+AS\s+{re.escape(name)}$", instructions[0].args, re.I):
+            return instructions
+    raise AssertionError(f"the Dockerfile has no stage named {name!r}")
+
+
 def wheel_step(stages: list[list[Instruction]]) -> tuple[list[Instruction], str]:
-    """The build stage's COPY instructions and its RUN that builds and installs the wheel."""
-    build = stages[1]
+    """The wheel stage's COPY instructions and its RUN that builds the wheel."""
+    build = stage(stages, "wheel")
     copies = [i for i in build if i.name == "COPY" and not i.args.startswith("--from")]
     runs = [i.args for i in build if i.name == "RUN" and "pip wheel" in i.args]
-    assert len(runs) == 1, "expected one RUN with `pip wheel` in the build stage"
+    assert len(runs) == 1, "expected one RUN with `pip wheel` in the wheel stage"
     return copies, runs[0]
+
+
+def install_step(stages: list[list[Instruction]], name: str) -> str:
+    """The RUN of stage ``name`` that installs the project's wheel with its extra."""
+    runs = [i.args for i in stage(stages, name) if i.name == "RUN" and "aex-*.whl" in i.args]
+    assert len(runs) == 1, f"expected one RUN installing the wheel in stage {name}"
+    return runs[0]
 
 
 def make_context(copies: list[Instruction], dest: Path) -> Path:
@@ -123,33 +139,41 @@ def default_model_files(context: Path) -> set[str]:
 # --- structure --------------------------------------------------------------------------
 
 
-def test_stages_base_image_and_user() -> None:
+def test_two_images_base_image_and_user() -> None:
     stages = parse_dockerfile()
-    froms = [s[0].args for s in stages[1:]]
-    assert len(froms) >= 2, "multi-stage: a build stage and a runtime stage"
     image = build_args(stages).get("PYTHON_IMAGE", "")
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", image), image
-    runtime = stages[-1]
-    assert any(i.name == "COPY" and i.args.startswith("--from=build") for i in runtime)
-    users = [i.args for i in runtime if i.name == "USER"]
-    assert users and users[-1] not in ("root", "0"), "the runtime stage must run as non-root"
+    for name, build in (("api", "api-build"), ("worker", "worker-build")):
+        final = stage(stages, name)
+        assert any(i.name == "COPY" and i.args.startswith(f"--from={build} ") for i in final)
+        users = [i.args for i in final if i.name == "USER"]
+        assert users and users[-1] not in ("root", "0"), f"{name} must run as non-root"
+    assert stages[-1] is stage(stages, "api"), "the default target is the API image"
 
 
-def test_torch_variant() -> None:
+def test_api_image_has_no_torch_and_worker_image_has_the_variant() -> None:
     stages = parse_dockerfile()
-    build = stages[1]
-    assert any(i.name == "ARG" and i.args == "TORCH_VARIANT=cpu" for i in build)
-    torch_run = [i.args for i in build if i.name == "RUN" and "torch==" in i.args]
+    api = stage(stages, "api-build")
+    assert not any("torch" in i.args and "pip install" in i.args and "import torch" not in i.args
+                   for i in api if i.name == "RUN")
+    assert "[api]" in install_step(stages, "api-build")
+    assert "requirements.lock" in install_step(stages, "api-build")
+    worker = stage(stages, "worker-build")
+    assert any(i.name == "ARG" and i.args == "TORCH_VARIANT=cpu" for i in worker)
+    torch_run = [i.args for i in worker if i.name == "RUN" and "torch torchvision" in i.args]
     assert torch_run and "download.pytorch.org/whl/$TORCH_VARIANT" in torch_run[0]
-    assert "torch==2.14.1" in torch_run[0] and "torchvision==0.29.1" in torch_run[0]
+    assert "-c /wheels/requirements.lock" in torch_run[0]
+    assert "[worker]" in install_step(stages, "worker-build")
+    assert json.loads([i.args for i in stage(stages, "worker") if i.name == "CMD"][-1]) == [
+        "aex", "worker"]
 
 
 def test_healthcheck_port_and_command(check_app_target: Callable[[list[str]], None]) -> None:
-    runtime = parse_dockerfile()[-1]
-    health = [i.args for i in runtime if i.name == "HEALTHCHECK"]
+    api = stage(parse_dockerfile(), "api")
+    health = [i.args for i in api if i.name == "HEALTHCHECK"]
     assert health and "/healthz" in health[0] and "8000" in health[0]
-    assert any(i.name == "EXPOSE" and "8000" in i.args for i in runtime)
-    cmd = [i.args for i in runtime if i.name == "CMD"]
+    assert any(i.name == "EXPOSE" and "8000" in i.args for i in api)
+    cmd = [i.args for i in api if i.name == "CMD"]
     assert cmd, "no CMD"
     words = json.loads(cmd[-1])
     assert words[0] == "uvicorn", words
@@ -206,28 +230,23 @@ def test_wheel_has_default_model(built_wheel: tuple[Path, Path]) -> None:
     assert not missing, f"default model files not packaged (package-data): {sorted(missing)}"
 
 
-@pytest.mark.slow
-def test_image_install_steps(tmp_path: Path) -> None:
-    """The build stage's wheel RUN line, step by step, in a fresh venv (about 1-2 min).
-
-    torch comes from the pip configuration of this machine (same pinned versions) instead of
-    the Docker build's PyTorch index, which this machine cannot reach.
-    """
-    copies, run = wheel_step(parse_dockerfile())
-    context = make_context(copies, tmp_path / "src")
+def test_api_image_install_is_torch_free(built_wheel: tuple[Path, Path],
+                                          tmp_path: Path) -> None:
+    """The API stage's install RUN, step by step, in a fresh venv: the project's wheel with
+    the `api` extra pinned by requirements.lock, and no torch (about 30 s)."""
+    wheel, context = built_wheel
+    run = install_step(parse_dockerfile(), "api-build")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    shutil.copy2(wheel, wheels)
+    shutil.copy2(context / "requirements.lock", wheels)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    try:
-        run_steps(run, context, venv, tmp_path / "wheels")
-        # The installed project is the wheel's, not this checkout.
-        proc = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import aex.models; print(aex.models.__file__)"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        assert proc.stdout.strip().startswith(str(venv)), proc.stdout
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)  # several GB; pytest keeps old tmp dirs
+    run_steps(run, tmp_path, venv, wheels)
+    python = str(venv / "bin" / "python")
+    # The installed project is the wheel's, not this checkout.
+    proc = subprocess.run([python, "-c", "import aex.service.app as a; print(a.__file__)"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip().startswith(str(venv)), proc.stdout
+    assert subprocess.run([python, "-c", "import torch"], cwd=tmp_path,
+                          capture_output=True, timeout=60).returncode != 0
