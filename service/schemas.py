@@ -72,6 +72,12 @@ class AttackResult(results.AttackResult):
     artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
 
+class ComparisonResult(results.ComparisonResult):
+    """A finished comparison job's result as clients see it: artifacts as URLs."""
+
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
+
+
 class JobAccepted(BaseModel):
     """The answer to a submission (202)."""
 
@@ -79,7 +85,8 @@ class JobAccepted(BaseModel):
     kind: JobKind
     status: JobState
     status_url: str = Field(examples=["/v1/jobs/3f5a0c9e2b7d4f1a8c6e5d4b3a291807"])
-    model: str = Field(examples=["default-resnet44"])
+    model: str = Field(examples=["default-resnet44"],
+                       description="the model; for a comparison both, as 'a vs b'")
 
 
 class JobView(BaseModel):
@@ -108,7 +115,7 @@ class JobView(BaseModel):
     cancel_requested: bool
     status_url: str
     error: str | None = Field(description="why the job failed or was canceled")
-    result: ExplanationResult | AttackResult | None
+    result: ExplanationResult | AttackResult | ComparisonResult | None
 
 
 class ModelMetrics(BaseModel):
