@@ -77,7 +77,8 @@ def _limits(meta: dict[str, Any]) -> list[str]:
 def model_card(entry: CheckpointEntry) -> dict[str, Any]:
     """The card of a registered model (``aex.service.schemas.ModelCard`` as data)."""
     meta = entry.meta
-    card = meta.get("card") if isinstance(meta.get("card"), dict) else {}
+    recorded = meta.get("card")
+    card: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     training = meta.get("training", {})
     metrics = meta.get("metrics", {})
     listed = card.get("limits")

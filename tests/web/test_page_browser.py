@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from aex_service_testing import (
-    ROOT,
     TINY_CLASSES,
     Proc,
     image_bytes,
@@ -27,24 +26,26 @@ from aex_service_testing import (
     wait_for_worker,
     wait_until,
 )
+from aex_web_testing import (
+    CHROMIUM,
+    JOB_TIMEOUT_MS,
+    chromium,
+    compare_result,
+    loaded_images,
+    screenshot,
+    upload,
+)
 from PIL import Image
 from redis import Redis
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it",
                 allow_module_level=True)
-sync_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.sync_api", reason="the playwright Python package is absent (pip install '.[dev]')")
 
-CHROMIUM_ARGS = [  # no sandbox as root; nothing reaches for the network
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 API_KEY = "web-test-key"
 CLASSIC = ["saliency", "integrated_gradients", "smoothgrad", "gradcam"]
-JOB_TIMEOUT_MS = 120_000
 
 
 def write_ara_plot(model_dir: Path, work: Path) -> None:
@@ -94,11 +95,8 @@ def stack(redis_url: str, model_dir: Path,
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -118,29 +116,11 @@ def page(browser: Any, stack: dict[str, Any]) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def screenshot(page: Any, name: str, full_page: bool = True) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
-
-
 UNLABELLED = """() => [...document.querySelectorAll('input, select, button, textarea')]
     .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
     .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
                  && !e.getAttribute('aria-labelledby') && !e.textContent.trim())
     .map(e => e.outerHTML)"""
-
-
-def upload(page: Any, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:
-    page.set_input_files(selector, files=[{"name": name, "mimeType": mime, "buffer": data}])
-
-
-def loaded_images(page: Any, selector: str) -> list[int]:
-    """naturalWidth of each image matched, once all of them have loaded."""
-    page.wait_for_function(
-        "s => { const imgs = [...document.querySelectorAll(s)];"
-        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-        arg=selector)
-    return page.eval_on_selector_all(selector, "imgs => imgs.map(i => i.naturalWidth)")
 
 
 def shown(text: str) -> float:
@@ -150,13 +130,6 @@ def shown(text: str) -> float:
 def levels_shown(text: str, value: float) -> bool:
     """Whether a size in levels is shown as the page writes it (1 decimal under 10)."""
     return abs(float(text) - value) <= (0.05 if value < 10 else 0.5) + 1e-9
-
-
-def compare_result(page: Any, url: str) -> dict[str, Any]:
-    page.wait_for_selector("#compare-result .side .caption", timeout=JOB_TIMEOUT_MS)
-    job_id = page.get_attribute("#compare-result", "data-job")
-    with httpx.Client(base_url=url, timeout=30) as http:
-        return http.get(f"/v1/jobs/{job_id}").json()["result"]
 
 
 def test_compare_view_is_the_first(page: Any, stack: dict[str, Any]) -> None:
