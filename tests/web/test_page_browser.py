@@ -218,7 +218,7 @@ def test_explain_view(page: Any, stack: dict[str, Any]) -> None:
     assert f"ARA (BTR) {metrics['ara_btr']:.4f}" in info
     assert page.evaluate(UNLABELLED) == []  # every control has a label
     upload(page, "#explain-image", "gradient.png", image_bytes())
-    page.click("details.advanced > summary")
+    page.click("#explain-form details.advanced > summary")
     page.fill("#explain-steps", "12")
     page.click("#explain-submit")
     # a progress bar per method, each ending "done"
