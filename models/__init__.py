@@ -2,7 +2,8 @@
 adversarial explanations, ARA, classic explainers and training (method.md).
 
 Public modules: :mod:`aex.models.store` (the registry, torch-free: the API uses it),
-:mod:`aex.models.checkpoint`, :mod:`aex.models.data`, :mod:`aex.models.render`,
+:mod:`aex.models.levels` (sizes of changes in 0–255 levels, torch-free: the contract
+uses it), :mod:`aex.models.checkpoint`, :mod:`aex.models.data`, :mod:`aex.models.render`,
 :mod:`aex.models.reference` and :mod:`aex.models.training`. The names below are
 imported lazily at run time, so ``import aex.models.store`` does not import torch; type
 checkers and editors read the real imports in the ``TYPE_CHECKING`` block.
@@ -26,7 +27,13 @@ if TYPE_CHECKING:
     )
     from ._architectures import create_model, list_models, register_model
     from ._classic import CLASSIC_METHODS, ClassicExplainer
-    from ._compare import AttackComparison, attack_comparison, map_similarity
+    from ._compare import (
+        ATTACK_EPS,
+        ATTACK_STEPS,
+        AttackComparison,
+        attack_comparison,
+        map_similarity,
+    )
     from ._explain import AdversarialExplainer, Explanation
     from ._hhrelu import HalfHuberReLU, hhrelu
     from ._perturb import (
@@ -39,8 +46,10 @@ if TYPE_CHECKING:
         rms,
     )
     from ._resnet import PreActResNet
+    from ._sidebyside import ExplainAndAttack, explain_and_attack
     from .checkpoint import LoadedModel, load_checkpoint, save_checkpoint, update_metrics
     from .data import ImageSet, evaluation_indices, extract_tar, image_tensor, load_image_folder
+    from .levels import VISIBLE_LEVELS, ChangeSize, Visibility, change_sizes
     from .reference import CIFAR10_CLASSES, import_reference, read_reference
     from .store import CheckpointEntry, ModelNotFoundError, ModelStore
 
@@ -92,6 +101,15 @@ _EXPORTS: dict[str, str] = {
     "attack_comparison": "._compare",
     "AttackComparison": "._compare",
     "map_similarity": "._compare",
+    "ATTACK_EPS": "._compare",
+    "ATTACK_STEPS": "._compare",
+    # the paper's argument, one network at a time, with sizes people grasp
+    "ChangeSize": ".levels",
+    "Visibility": ".levels",
+    "VISIBLE_LEVELS": ".levels",
+    "change_sizes": ".levels",
+    "ExplainAndAttack": "._sidebyside",
+    "explain_and_attack": "._sidebyside",
 }
 
 __all__ = sorted(_EXPORTS)

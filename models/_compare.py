@@ -11,6 +11,8 @@ from torch import nn
 from ._classic import ClassicExplainer
 from ._perturb import ProgressFn, check_images, frozen, perturb
 
+ATTACK_EPS = 20.0
+ATTACK_STEPS = 450
 
 @dataclass
 class AttackComparison:
@@ -49,8 +51,8 @@ def attack_comparison(
     x: torch.Tensor,
     *,
     mode: str = "l2min",
-    eps: float = 20.0,
-    steps: int = 450,
+    eps: float = ATTACK_EPS,
+    steps: int = ATTACK_STEPS,
     momentum: float = 0.9,
     target: int | None = None,
     clip: bool = True,

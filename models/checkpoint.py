@@ -67,6 +67,7 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     aliases: list[str] | None = None,
     store: ModelStore | None = None,
+    card: dict[str, Any] | None = None,
 ) -> CheckpointEntry:
     """Write ``<name>.safetensors`` and ``<name>.json`` into the registry, atomically.
 
@@ -79,6 +80,8 @@ def save_checkpoint(
         training: the fully resolved training options.
         metrics: ``accuracy``, ``ara_attack``, ``ara_btr`` ... when known.
         aliases: other names that resolve to this checkpoint.
+        card: the model card's words that the metadata cannot give (``description``,
+            ``licence``, ``data``, ``hardware``, ``limits``), stored as ``card``.
     """
     validate_name(name)
     num_classes = arch_kwargs.get("num_classes")
@@ -110,6 +113,8 @@ def save_checkpoint(
         "sha256": sha256_file(weights),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if card:
+        meta["card"] = card
     meta_path = store.write_meta(name, meta)
     return CheckpointEntry(name, meta_path, weights, meta, bundled=False)
 

@@ -25,7 +25,7 @@ from .exceptions import CONTRACT_STATUS, ServiceError
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .queue import JobQueue
-from .routers import attacks, explanations, health, jobs, models, web
+from .routers import attacks, comparisons, explanations, health, jobs, models, web
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,10 @@ DESCRIPTION = """\
 Adversarial explanations of image-classifier decisions on robust networks
 (Woods, Chen & Teuscher, Nature Machine Intelligence 2019).
 
-Upload an image to `POST /v1/explanations` or `POST /v1/attacks`; the answer (`202`)
-holds a job id. Poll `GET /v1/jobs/{id}` (or long-poll with `?wait=30`) until the
-status is `finished`, then fetch the pictures listed in `result.artifacts`.
+Upload an image to `POST /v1/explanations`, `POST /v1/attacks` or `POST /v1/comparisons`
+(two models side by side); the answer (`202`) holds a job id. Poll `GET /v1/jobs/{id}`
+(or long-poll with `?wait=30`) until the status is `finished`, then fetch the pictures
+listed in `result.artifacts`.
 When the service has API keys configured, send one in `X-API-Key`.
 """
 
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "explanations", "description": "explain a classification"},
             {"name": "attacks", "description": "attack a model, compare Grad-CAM"},
+            {"name": "comparisons",
+             "description": "two models side by side: explanations, minimal attack, sizes"},
             {"name": "jobs", "description": "status, results, pictures, cancellation"},
             {"name": "models", "description": "the model registry and checkpoints"},
             {"name": "health", "description": "liveness, readiness, metrics"},
@@ -107,7 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     redis_handler = _redis_error(settings.retry_after_s)
     app.add_exception_handler(RedisConnectionError, redis_handler)
     app.add_exception_handler(RedisTimeoutError, redis_handler)
-    for router in (explanations.router, attacks.router, jobs.router, models.router):
+    for router in (explanations.router, attacks.router, comparisons.router, jobs.router,
+                   models.router):
         app.include_router(router, prefix="/v1", dependencies=[ApiKeyDep])
     app.include_router(health.router)
     # The web page (issue 6): `/` and its files under /static/, outside /v1 and without an

@@ -72,6 +72,12 @@ class AttackResult(results.AttackResult):
     artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
 
+class ComparisonResult(results.ComparisonResult):
+    """A finished comparison job's result as clients see it: artifacts as URLs."""
+
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
+
+
 class JobAccepted(BaseModel):
     """The answer to a submission (202)."""
 
@@ -79,7 +85,8 @@ class JobAccepted(BaseModel):
     kind: JobKind
     status: JobState
     status_url: str = Field(examples=["/v1/jobs/3f5a0c9e2b7d4f1a8c6e5d4b3a291807"])
-    model: str = Field(examples=["default-resnet44"])
+    model: str = Field(examples=["default-resnet44"],
+                       description="the model; for a comparison both, as 'a vs b'")
 
 
 class JobView(BaseModel):
@@ -108,7 +115,7 @@ class JobView(BaseModel):
     cancel_requested: bool
     status_url: str
     error: str | None = Field(description="why the job failed or was canceled")
-    result: ExplanationResult | AttackResult | None
+    result: ExplanationResult | AttackResult | ComparisonResult | None
 
 
 class ModelMetrics(BaseModel):
@@ -134,8 +141,44 @@ class ModelSummary(BaseModel):
     url: str = Field(examples=["/v1/models/default-resnet44"])
 
 
+class CardTraining(BaseModel):
+    """How a model was trained (None: not recorded)."""
+
+    command: str | None = Field(description="the command that trained it",
+                                examples=["aex train --data .cache/data --arch resnet20 --robust"])
+    data: str | None = Field(description="what it was trained on")
+    hardware: str | None = Field(description="the machine it was trained on")
+    seconds: float | None = Field(description="training time in seconds")
+    epochs: int | None
+    images: int | None = Field(description="training images")
+
+
+class CardQuality(BaseModel):
+    """What a model measured, with the settings and image counts (None: not measured)."""
+
+    accuracy: float | None
+    accuracy_images: int | None = Field(description="test images the accuracy was measured on")
+    ara_attack: float | None = Field(description="accuracy-robustness area of minimal attacks")
+    ara_btr: float | None = Field(description="ARA of minimal pushes below chance")
+    ara_images: int | None = Field(description="test images both ARAs were measured on")
+    ara_settings: dict[str, Any] | None = Field(
+        description="the routine's settings for the ARAs (eps, steps, momentum, overshoot)")
+    curves_url: str | None = Field(description="the ARA curves as a picture, when drawn",
+                                   examples=["/v1/models/default-resnet44/ara.png"])
+
+
+class ModelCard(BaseModel):
+    """What a model is, how it was trained, what it measured, its limits, its licence."""
+
+    description: str
+    licence: str = Field(description="the licence of the weights")
+    training: CardTraining
+    quality: CardQuality
+    limits: list[str] = Field(description="what the model cannot do, in sentences")
+
+
 class ModelDetail(ModelSummary):
-    """Everything known about a model, and where to download it."""
+    """Everything known about a model, its card, and where to download it."""
 
     arch_kwargs: dict[str, Any]
     mean: list[float] | None
@@ -145,6 +188,7 @@ class ModelDetail(ModelSummary):
     size_bytes: int
     created: str | None
     checkpoint_url: str = Field(examples=["/v1/models/default-resnet44/checkpoint"])
+    card: ModelCard
     metadata: dict[str, Any] = Field(description="the checkpoint's full JSON sidecar")
 
 

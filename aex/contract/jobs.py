@@ -22,13 +22,14 @@ ExplainMethod: TypeAlias = Literal[
 ]
 EXPLAIN_METHODS: tuple[str, ...] = ExplainMethod.__args__  # type: ignore[attr-defined]
 AttackMode: TypeAlias = Literal["l2", "l2min", "btr"]
-JobKind: TypeAlias = Literal["explanation", "attack"]
+JobKind: TypeAlias = Literal["explanation", "attack", "comparison"]
 
 MAX_RHO = 1.0
 MAX_EXPLAIN_STEPS = 200
 MAX_ATTACK_EPS = 50.0
 MAX_ATTACK_STEPS = 1000
 MAX_TARGETS = 10_000
+MAX_TARGET_SELECTIONS = 4
 
 ModelName = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description="registry name")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="weights' sha256")]
@@ -37,6 +38,7 @@ ClassIndex = Annotated[int, Field(ge=0, lt=MAX_TARGETS)]
 JOB_FUNCTIONS: dict[str, str] = {
     "explanation": "aex.worker.jobs.explain",
     "attack": "aex.worker.jobs.attack",
+    "comparison": "aex.worker.comparisons.compare",
 }
 
 
@@ -76,8 +78,42 @@ class AttackJob(_Spec):
     target: ClassIndex | None = None
 
 
-JobSpec: TypeAlias = ExplanationJob | AttackJob
-SpecT = TypeVar("SpecT", ExplanationJob, AttackJob)
+TargetSelection: TypeAlias = TargetWord | Annotated[
+    list[ClassIndex], Field(min_length=1, max_length=MAX_TARGETS)]
+
+
+class ComparedModel(_Spec):
+    """One column of a comparison: a model, and the explanation targets resolved against
+    its classes (each selection a word or class indices; their union is explained)."""
+
+    targets: Annotated[list[TargetSelection],
+                       Field(min_length=1, max_length=MAX_TARGET_SELECTIONS)]
+
+
+class ComparisonJob(BaseModel):
+    """The paper's argument on one image, for two models side by side: each model's
+    adversarial explanations toward its targets and its minimal (``l2min``) attack with
+    Grad-CAM before and after, with the sizes of the changes.
+
+    ``rho`` and ``steps`` apply to the explanations (None: the science's defaults, ρ 0.1
+    and 35 steps); the attack runs with the science's defaults.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["comparison"] = "comparison"
+    columns: tuple[ComparedModel, ComparedModel]
+    rho: Annotated[float, Field(gt=0, le=MAX_RHO, allow_inf_nan=False)] | None = None
+    steps: Annotated[int, Field(ge=1, le=MAX_EXPLAIN_STEPS)] | None = None
+
+    @property
+    def model(self) -> str:
+        """Both models, as the job's ``model`` label: ``"a vs b"``."""
+        return " vs ".join(column.model for column in self.columns)
+
+
+JobSpec: TypeAlias = ExplanationJob | AttackJob | ComparisonJob
+SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob)
 
 
 def parse_spec(data: Any, spec_type: type[SpecT]) -> SpecT:

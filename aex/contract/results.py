@@ -6,7 +6,11 @@ job view replaces it with a map from name to URL (``aex.service.schemas``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from aex.models.levels import VISIBLE_LEVELS, Visibility
 
 from .jobs import AttackMode, ExplainMethod
 
@@ -81,4 +85,80 @@ class AttackResult(BaseModel):
     predictions_after: list[ClassProbability]
     gradcam_similarity: float = Field(description="similarity of Grad-CAM before and after")
     warnings: list[str] = Field(default_factory=list)
+    artifacts: list[str] = Field(description="names of the pictures the job stored")
+
+
+class ChangeSize(BaseModel):
+    """The size of a change to the image as it is shown (clipped to the displayable range),
+    in 0–255 levels: ρ = 0.1 is an RMS of 25.5 levels."""
+
+    rms: float = Field(ge=0, examples=[0.0012], description="RMS in [0, 1] units, as ρ")
+    rms_levels: float = Field(ge=0, examples=[0.3], description="RMS in 0–255 levels")
+    max_levels: float = Field(
+        ge=0, examples=[1.7],
+        description="the largest change of one value (a pixel's colour channel), in levels",
+    )
+    visibility: Visibility = Field(
+        description=f"invisible: no value changes by more than {VISIBLE_LEVELS:g} levels; "
+                    f"faint: some do, but the RMS is under {VISIBLE_LEVELS:g} levels; "
+                    f"visible: the RMS is {VISIBLE_LEVELS:g} levels or more",
+    )
+
+
+class ComparedExplanation(BaseModel):
+    """One column's adversarial explanation toward one class."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: str = Field(alias="class", examples=["dog"])
+    index: int = Field(ge=0, examples=[5])
+    probability_before: float = Field(examples=[0.22])
+    probability_after: float = Field(examples=[0.71])
+    size: ChangeSize
+    artifact: str = Field(examples=["b-explanation_5.png"])
+    difference: str = Field(examples=["b-difference_5.png"],
+                            description="signed map of the change, scaled to its largest value")
+
+
+class ComparedAttack(BaseModel):
+    """One column's minimal attack (``l2min``) and Grad-CAM of the answer before and after."""
+
+    mode: AttackMode = "l2min"
+    eps: float = Field(description="the attack's search bound (RMS)")
+    steps: int
+    success: bool = Field(description="whether the answer changed")
+    before: ClassProbability = Field(description="the answer on the input")
+    after: ClassProbability = Field(description="the answer on the adversarial image")
+    size: ChangeSize
+    gradcam_similarity: float = Field(
+        description="Pearson correlation of Grad-CAM before and after")
+    adversarial: str = Field(examples=["a-adversarial.png"])
+    difference: str = Field(examples=["a-attack_difference.png"],
+                            description="signed map of the change, scaled to its largest value")
+    gradcam_before: str = Field(examples=["a-gradcam_before.png"])
+    gradcam_after: str = Field(examples=["a-gradcam_after.png"])
+
+
+class ComparisonColumn(BaseModel):
+    """What one model shows on the image."""
+
+    column: Literal["a", "b"] = Field(description="the prefix of this column's artifacts")
+    model: str
+    input_size: list[int]
+    original_size: list[int]
+    resized: bool
+    input: str = Field(examples=["a-input.png"], description="the image as the model saw it")
+    predictions: list[ClassProbability] = Field(description="most likely first")
+    explanations: list[ComparedExplanation]
+    attack: ComparedAttack
+    caption: str = Field(description="sentences stating what was measured")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ComparisonResult(BaseModel):
+    """The result of a finished comparison job: two models side by side on one image."""
+
+    rho: float
+    steps: int
+    columns: list[ComparisonColumn] = Field(min_length=2, max_length=2)
     artifacts: list[str] = Field(description="names of the pictures the job stored")

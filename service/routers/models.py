@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from aex.models.store import CheckpointEntry
 
+from ..cards import model_card
 from ..deps import StoreDep
 from ..exceptions import NotFoundError
 from ..schemas import ModelDetail, ModelSummary, Problem
@@ -41,9 +42,11 @@ def list_models(store: StoreDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{name}", response_model=ModelDetail, responses=NOT_FOUND,
-            summary="A model's metadata")
+            summary="A model's metadata and card")
 def get_model(name: ModelName, store: StoreDep) -> dict[str, Any]:
-    """Architecture, classes, input size, training options, accuracy, ARA and checksum."""
+    """Architecture, classes, input size, training options, accuracy, ARA, checksum, and
+    the model's card: what it is, how it was trained (command, data, time, hardware), its
+    accuracy and ARA with settings and image counts, its limits and its weights' licence."""
     entry = resolve_model(store, name)
     meta = entry.meta
     return {
@@ -56,6 +59,7 @@ def get_model(name: ModelName, store: StoreDep) -> dict[str, Any]:
         "size_bytes": entry.weights_path.stat().st_size,
         "created": meta.get("created"),
         "checkpoint_url": f"/v1/models/{entry.name}/checkpoint",
+        "card": model_card(entry),
         "metadata": meta,
     }
 

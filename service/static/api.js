@@ -118,12 +118,15 @@ export async function getJson(path, options) {
 export const listModels = () => getJson("/v1/models");
 export const getModel = (name) => getJson(`/v1/models/${encodeURIComponent(name)}`);
 
-/** POST a multipart form to /v1/explanations or /v1/attacks; the 202 body. */
+/** POST a multipart form to /v1/explanations, /v1/attacks or /v1/comparisons; the 202 body.
+ *  A field whose value is an array is sent once per item. */
 export async function submit(path, fields, file) {
   const form = new FormData();
   form.append("image", file, file.name || "image");
   for (const [name, value] of Object.entries(fields)) {
-    if (value !== undefined && value !== null && value !== "") form.append(name, String(value));
+    for (const item of [value].flat()) {
+      if (item !== undefined && item !== null && item !== "") form.append(name, String(item));
+    }
   }
   try {
     return await getJson(path, { method: "POST", body: form });

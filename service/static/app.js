@@ -1,19 +1,21 @@
-// The page's entry point: views by URL hash (#/explain, #/attack, #/models, #/models/NAME)
-// and the API key box. Everything it shows comes from the public /v1 API.
+// The page's entry point: views by URL hash (#/compare, the first; #/explain, #/attack,
+// #/models, #/models/NAME) and the API key box. Everything it shows comes from the public /v1 API.
 
 import { getKey, setKey } from "./api.js";
 import { setupAttack } from "./attack.js";
+import { setupCompare } from "./compare.js";
 import { setupExplain } from "./explain.js";
 import { showModels } from "./models.js";
 import { models } from "./ui.js";
 
-const VIEWS = ["explain", "attack", "models"];
+const VIEWS = ["compare", "explain", "attack", "models"];
+const compare = setupCompare();
 const explain = setupExplain();
 const attack = setupAttack();
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
-  const view = VIEWS.includes(parts[0]) ? parts[0] : "explain";
+  const view = VIEWS.includes(parts[0]) ? parts[0] : "compare";
   const name = view === "models" && parts[1] ? decodeURIComponent(parts[1]) : "";
   return { view, name };
 }
@@ -25,8 +27,9 @@ function showView({ focus = true } = {}) {
     if (link.dataset.nav === view) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title = `${{ explain: "Explain", attack: "Attack", models: name ? `Model ${name}` : "Models" }[view]} · aex`;
+  document.title = `${{ compare: "Compare", explain: "Explain", attack: "Attack", models: name ? `Model ${name}` : "Models" }[view]} · aex`;
   if (view === "models") showModels(name);
+  if (view === "compare") compare.load();
   if (view === "explain") explain.load();
   if (view === "attack") attack.load();
   // Move the focus to the new view's heading when the person navigated (not on first load).

@@ -1,5 +1,6 @@
 // The model pages: the list (GET /v1/models) and one model (GET /v1/models/{name}) with its
-// metadata, its ARA curves as a picture (GET /v1/models/{name}/ara.png, when one was drawn)
+// card (what it is, how it was trained, accuracy and ARA, limits, licence), its metadata, its
+// ARA curves as a picture (GET /v1/models/{name}/ara.png, when one was drawn)
 // and the checkpoint download (GET /v1/models/{name}/checkpoint).
 
 import { ApiError, getKey, getModel, pictureUrl, request } from "./api.js";
@@ -9,6 +10,8 @@ const body = () => document.getElementById("models-body");
 const errorBox = () => document.getElementById("models-error");
 const title = () => document.getElementById("models-title");
 
+// metrics the card shows in words; any others are listed as they are
+const CARD_METRICS = ["accuracy", "ara_attack", "ara_btr", "n_test", "ara_images", "ara_settings"];
 const measured = (value, format) => (value === null || value === undefined ? "not measured" : format(value));
 const show = (value) => {
   if (value === null || value === undefined) return "—";
@@ -80,12 +83,56 @@ function checkpointLink(model) {
   return link;
 }
 
+/** Seconds as people say them: "45 s", "75 minutes", "3.2 hours". */
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return null;
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 3 * 3600) return `${Math.round(seconds / 60)} minutes`;
+  return `${(seconds / 3600).toFixed(1)} hours`;
+}
+
+const images = (n) => (n === null || n === undefined ? "" : ` on ${n.toLocaleString("en-US")} test images`);
+const recorded = (value) => (value === null || value === undefined ? "not recorded" : value);
+
+function settingsText(settings) {
+  if (!settings) return "not recorded";
+  const { eps, steps, momentum, overshoot, ...rest } = settings;
+  const parts = [eps !== undefined ? `eps ${eps}` : null, steps !== undefined ? `${steps} steps` : null,
+                 momentum !== undefined ? `momentum ${momentum}` : null,
+                 overshoot !== undefined ? `overshoot ${overshoot}` : null,
+                 ...Object.entries(rest).map(([k, v]) => `${k} ${show(v)}`)];
+  return parts.filter(Boolean).join(", ");
+}
+
+function cardSections(model) {
+  const card = model.card;
+  const t = card.training;
+  const q = card.quality;
+  return [
+    el("section", { class: "card-about", "aria-labelledby": "model-about" },
+      el("h2", { id: "model-about", text: "What it is" }),
+      el("p", { class: "card-description", text: card.description }),
+      table([["Licence of the weights", el("span", { class: "card-licence", text: card.licence })]])),
+    el("div", { class: "model-grid" },
+      el("section", { "aria-labelledby": "model-how" },
+        el("h2", { id: "model-how", text: "How it was trained" }),
+        table([["Command", t.command ? el("code", { class: "card-command", text: t.command }) : "not recorded"],
+               ["Data", recorded(t.data)], ["Hardware", recorded(t.hardware)],
+               ["Training time", recorded(duration(t.seconds))], ["Epochs", recorded(t.epochs)]])),
+      el("section", { "aria-labelledby": "model-quality" },
+        el("h2", { id: "model-quality", text: "Accuracy and robustness" }),
+        table([["Accuracy", measured(q.accuracy, (v) => `${percent(v)}${images(q.accuracy_images)}`)],
+               ["ARA, attack", measured(q.ara_attack, (v) => `${num(v)}${images(q.ara_images)}`)],
+               ["ARA, better than random (BTR)", measured(q.ara_btr, (v) => `${num(v)}${images(q.ara_images)}`)],
+               ["Settings of the ARA attacks", settingsText(q.ara_settings)],
+               ...Object.entries(model.metrics || {}).filter(([k]) => !CARD_METRICS.includes(k))]))),
+  ];
+}
+
 async function renderModel(name) {
   title().textContent = `Model ${name}`;
   const model = await getModel(name);
   title().textContent = `Model ${model.name}`;
-  const m = model.metrics || {};
-  const otherMetrics = Object.entries(m).filter(([k]) => !["accuracy", "ara_attack", "ara_btr"].includes(k));
   const training = Object.entries(model.training || {});
   // arch_kwargs repeats some facts shown on their own rows; list the others
   const kwargs = Object.entries(model.arch_kwargs || {})
@@ -93,29 +140,26 @@ async function renderModel(name) {
   fill(body(),
     el("p", {}, el("a", { href: "#/models", text: "← All models" })),
     model.aliases.length ? el("p", { class: "help", text: `Also called ${model.aliases.join(", ")}.` }) : null,
-    el("div", { class: "model-grid" },
-      el("section", { "aria-labelledby": "model-quality" },
-        el("h2", { id: "model-quality", text: "Accuracy and robustness" }),
-        table([["Accuracy", measured(m.accuracy, percent)],
-               ["ARA, attack", measured(m.ara_attack, num)],
-               ["ARA, better than random (BTR)", measured(m.ara_btr, num)],
-               ...otherMetrics])),
-      el("section", { "aria-labelledby": "model-download" },
-        el("h2", { id: "model-download", text: "Checkpoint" }),
-        el("p", {}, checkpointLink(model)),
-        table([["SHA-256", el("code", { class: "hash", text: model.sha256 })],
-               ["Size", `${model.size_bytes} bytes`], ["Created", model.created]]))),
+    cardSections(model),
     el("section", { "aria-labelledby": "model-curves" },
       el("h2", { id: "model-curves", text: "ARA curves: accuracy against perturbation size" }),
       el("p", { class: "help", text: "The share of test images still classified right (attack) or still above chance (BTR) as the allowed change grows; the ARA is the area between the curve and chance." }),
       el("div", { id: "model-curve-slot" }, el("p", { class: "help", text: "Loading…" }))),
+    el("section", { "aria-labelledby": "model-limits" },
+      el("h2", { id: "model-limits", text: "Known limits" }),
+      el("ul", { class: "card-limits" }, model.card.limits.map((limit) => el("li", { text: limit })))),
+    el("section", { "aria-labelledby": "model-download" },
+      el("h2", { id: "model-download", text: "Checkpoint" }),
+      el("p", {}, checkpointLink(model)),
+      table([["SHA-256", el("code", { class: "hash", text: model.sha256 })],
+             ["Size", `${model.size_bytes} bytes`], ["Created", model.created]])),
     el("div", { class: "model-grid" },
       el("section", { "aria-labelledby": "model-arch" },
         el("h2", { id: "model-arch", text: "Architecture" }),
         table([["Architecture", model.arch], ["Input size", model.input_size ? model.input_size.join(" × ") : null],
                ["Mean", model.mean], ["Std", model.std], ...kwargs])),
       el("section", { "aria-labelledby": "model-training" },
-        el("h2", { id: "model-training", text: "Training options" }),
+        el("h2", { id: "model-training", text: "Training options (all)" }),
         training.length ? table(training) : el("p", { text: "The metadata records no training options." }))),
     el("section", { "aria-labelledby": "model-classes" },
       el("h2", { id: "model-classes", text: `Classes (${model.classes.length})` }),

@@ -42,15 +42,16 @@ export const METHOD_NAMES = {
 
 // Pictures ---------------------------------------------------------------------------------
 
-/** A picture from the API: a button that opens it full size, and a download link. */
-export function picture(path, title, filename, { alt = title, small = false } = {}) {
+/** A picture from the API: a button that opens it full size, and a download link.
+ *  `caption` is the visible label (default: the title, which names it for screen readers). */
+export function picture(path, title, filename, { alt = title, small = false, caption = title } = {}) {
   const img = el("img", { alt, class: "pic-img" });
   const open = el("button", { type: "button", class: "pic-open", "aria-label": `Open “${title}” full size`,
                               disabled: true }, img);
   const download = el("a", { class: "pic-download", download: filename, "aria-label": `Download “${title}”`,
                              "aria-disabled": "true" }, "Download");
   const figure = el("figure", { class: small ? "pic small" : "pic", dataset: { artifact: filename } },
-                    open, el("figcaption", {}, el("span", { class: "pic-title", text: title }), download));
+                    open, el("figcaption", {}, el("span", { class: "pic-title", text: caption }), download));
   pictureUrl(path).then((url) => {
     img.src = url;
     download.href = url;
@@ -212,14 +213,15 @@ export function modelFacts(model) {
   return facts.join(" · ");
 }
 
-/** Fill a model <select> and its info box; onChange(model) whenever the choice changes. */
-export async function fillModelSelect(select, info, onChange) {
+/** Fill a model <select> and its info box; onChange(model) whenever the choice changes.
+ *  The choice made before stays; else the model called `alias` is chosen, else the first. */
+export async function fillModelSelect(select, info, onChange, { alias = "default" } = {}) {
   const list = await models();
   const previous = select.value;
   select.replaceChildren(...list.map((model) => el("option", { value: model.name },
     model.aliases.length ? `${model.name} (${model.aliases.join(", ")})` : model.name)));
   const preferred = list.find((m) => m.name === previous)
-    || list.find((m) => m.aliases.includes("default")) || list[0];
+    || list.find((m) => m.aliases.includes(alias)) || list[0];
   if (preferred) select.value = preferred.name;
   const changed = () => {
     const model = list.find((m) => m.name === select.value);

@@ -15,6 +15,7 @@ import sys
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +74,15 @@ def bomb_png(side: int = 3000) -> bytes:
 # models --------------------------------------------------------------------------------
 
 def make_model(root: Path, name: str, classes: list[str], widths: list[int],
-               aliases: list[str] | None = None) -> Any:
-    """Save an untrained robust-architecture network into the registry at ``root``."""
+               aliases: list[str] | None = None, act: str = "hhrelu") -> Any:
+    """Save an untrained network into the registry at ``root`` (the robust architecture's
+    HHReLU, or ``act="relu"`` for a standard one)."""
     import torch
 
     from aex.models import ModelStore, create_model, save_checkpoint
 
     torch.manual_seed(0)
-    kwargs = {"act": "hhrelu", "num_classes": len(classes), "widths": widths,
+    kwargs = {"act": act, "num_classes": len(classes), "widths": widths,
               "input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     model = create_model("resnet20", **{k: v for k, v in kwargs.items()
                                         if k not in ("mean", "std")})
@@ -91,9 +93,11 @@ def make_model(root: Path, name: str, classes: list[str], widths: list[int],
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with ``tiny`` (alias ``default``, 3 classes) and ``slow`` (10 classes)."""
+    """A registry with ``tiny`` (alias ``default``, 3 classes), ``plain`` (alias
+    ``standard``, ReLU, 3 classes) and ``slow`` (10 classes)."""
     root = tmp_path_factory.mktemp("models")
     make_model(root, "tiny", TINY_CLASSES, [4, 8, 8], aliases=["default"])
+    make_model(root, "plain", TINY_CLASSES, [4, 8, 8], aliases=["standard"], act="relu")
     make_model(root, "slow", SLOW_CLASSES, [16, 32, 64])
     return root
 
@@ -176,13 +180,13 @@ class Proc:
 
 
 def start_worker(env: dict[str, str], log: Path, name: str | None = None,
-                 preload: str | None = "tiny") -> Proc:
-    """``python -m aex.worker`` as a child process."""
+                 preload: str | tuple[str, ...] | None = "tiny") -> Proc:
+    """``python -m aex.worker`` as a child process, with the models ``preload`` names."""
     args = [sys.executable, "-m", "aex.worker"]
     if name:
         args += ["--name", name]
-    if preload:
-        args += ["--preload", preload]
+    for model in (preload,) if isinstance(preload, str) else preload or ():
+        args += ["--preload", model]
     return Proc(args, env, log)
 
 
@@ -216,6 +220,30 @@ def start_api(env: dict[str, str], log: Path) -> tuple[Proc, str]:
             time.sleep(0.1)
     proc.stop()
     raise TimeoutError(f"API did not answer:\n{proc.output()}")
+
+
+@contextmanager
+def service_stack(redis_url: str, model_dir: Path, logs: Path,
+                  preload: tuple[str, ...] = ("tiny",)) -> Iterator[dict[str, Any]]:
+    """An API process and a worker process on ``redis_url``'s database (flushed before and
+    after): ``{"url", "redis", "api", "worker"}``."""
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    env = service_env(redis_url, model_dir)
+    procs: list[Proc] = []
+    try:
+        api, url = start_api(env, logs / "api.log")
+        procs.append(api)
+        worker = start_worker(env, logs / "worker.log", name=f"worker-{logs.name}",
+                              preload=preload)
+        procs.append(worker)
+        wait_for_worker(redis, worker)
+        yield {"url": url, "redis": redis, "api": api, "worker": worker}
+    finally:
+        for proc in procs:
+            proc.stop()
+        redis.flushdb()
+        redis.close()
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:

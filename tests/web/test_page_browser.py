@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from aex_service_testing import (
-    ROOT,
     TINY_CLASSES,
     Proc,
     image_bytes,
@@ -27,24 +26,26 @@ from aex_service_testing import (
     wait_for_worker,
     wait_until,
 )
+from aex_web_testing import (
+    CHROMIUM,
+    JOB_TIMEOUT_MS,
+    chromium,
+    compare_result,
+    loaded_images,
+    screenshot,
+    upload,
+)
 from PIL import Image
 from redis import Redis
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it",
                 allow_module_level=True)
-sync_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.sync_api", reason="the playwright Python package is absent (pip install '.[dev]')")
 
-CHROMIUM_ARGS = [  # no sandbox as root; nothing reaches for the network
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 API_KEY = "web-test-key"
 CLASSIC = ["saliency", "integrated_gradients", "smoothgrad", "gradcam"]
-JOB_TIMEOUT_MS = 120_000
 
 
 def write_ara_plot(model_dir: Path, work: Path) -> None:
@@ -94,11 +95,8 @@ def stack(redis_url: str, model_dir: Path,
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -118,11 +116,6 @@ def page(browser: Any, stack: dict[str, Any]) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def screenshot(page: Any, name: str, full_page: bool = True) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
-
-
 UNLABELLED = """() => [...document.querySelectorAll('input, select, button, textarea')]
     .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
     .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
@@ -130,26 +123,93 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, button, text
     .map(e => e.outerHTML)"""
 
 
-def upload(page: Any, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:
-    page.set_input_files(selector, files=[{"name": name, "mimeType": mime, "buffer": data}])
-
-
-def loaded_images(page: Any, selector: str) -> list[int]:
-    """naturalWidth of each image matched, once all of them have loaded."""
-    page.wait_for_function(
-        "s => { const imgs = [...document.querySelectorAll(s)];"
-        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-        arg=selector)
-    return page.eval_on_selector_all(selector, "imgs => imgs.map(i => i.naturalWidth)")
-
-
 def shown(text: str) -> float:
     return float(text.strip())
 
 
-def test_explain_view(page: Any, stack: dict[str, Any]) -> None:
+def levels_shown(text: str, value: float) -> bool:
+    """Whether a size in levels is shown as the page writes it (1 decimal under 10)."""
+    return abs(float(text) - value) <= (0.05 if value < 10 else 0.5) + 1e-9
+
+
+def test_compare_view_is_the_first(page: Any, stack: dict[str, Any]) -> None:
     url = stack["url"]
     page.goto(f"{url}/")
+    page.wait_for_selector("#compare-model-b option[value=tiny]", state="attached")
+    assert page.is_visible("#view-compare") and page.is_hidden("#view-explain")
+    assert page.get_attribute("nav a[aria-current=page]", "data-nav") == "compare"
+    # standard | default, as the API's defaults
+    assert page.input_value("#compare-model-a") == "plain"
+    assert page.input_value("#compare-model-b") == "tiny"
+    assert page.evaluate(UNLABELLED) == []
+    upload(page, "#compare-image", "photo.jpg", image_bytes("JPEG", (64, 48)), "image/jpeg")
+    page.click("#compare-submit")
+    result = compare_result(page, url)
+    sides = page.locator("#compare-result .side")
+    assert sides.count() == 2
+    for n, column in enumerate(result["columns"]):
+        side = sides.nth(n)
+        assert side.get_attribute("data-model") == column["model"]
+        assert column["model"] in side.locator("h3").inner_text()
+        assert side.locator(".caption").inner_text() == column["caption"]
+        assert "resized from 48×64" in side.locator(".side-input").inner_text()
+        explanations = side.locator(".explanation")
+        assert explanations.count() == len(column["explanations"]) == 2
+        for k, e in enumerate(column["explanations"]):
+            row = explanations.nth(k)
+            assert row.get_attribute("data-class") == e["class"]
+            assert float(row.locator(".p-after").inner_text()) == pytest.approx(
+                e["probability_after"], abs=5e-4)
+            size = row.locator(".explanation-size")
+            assert levels_shown(size.locator(".size-rms").inner_text(), e["size"]["rms_levels"])
+            assert levels_shown(size.locator(".size-max").inner_text(), e["size"]["max_levels"])
+            assert size.locator(".size-word").inner_text() == e["size"]["visibility"]
+        attack = column["attack"]
+        size = side.locator(".attack-size")
+        assert levels_shown(size.locator(".size-rms").inner_text(), attack["size"]["rms_levels"])
+        assert levels_shown(size.locator(".size-max").inner_text(), attack["size"]["max_levels"])
+        assert size.locator(".size-word").inner_text() == attack["size"]["visibility"]
+        assert side.locator(".attack-answer").inner_text().startswith(attack["before"]["class"])
+        names = side.locator("figure.pic").evaluate_all(
+            "fs => fs.map(f => f.dataset.artifact.split('-').slice(1).join('-'))")
+        assert names == [column["input"], *[name for e in column["explanations"]
+                                            for name in (e["artifact"], e["difference"])],
+                         attack["adversarial"], attack["difference"], attack["gradcam_before"],
+                         attack["gradcam_after"]]
+    # every picture arrived, and is shown large enough to see (32 pixels drawn at ~4×)
+    assert set(loaded_images(page, "#compare-result img.pic-img")) == {32}
+    widths = page.eval_on_selector_all(
+        "#compare-result .side-attack img.pic-img", "imgs => imgs.map(i => i.clientWidth)")
+    assert len(widths) == 8 and min(widths) >= 120
+    screenshot(page, "compare")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "compare-phone")
+
+
+def test_compare_toward_chosen_classes(page: Any, stack: dict[str, Any]) -> None:
+    url = stack["url"]
+    page.goto(f"{url}/#/compare")
+    page.wait_for_selector("#compare-model-b option[value=tiny]", state="attached")
+    page.select_option("#compare-model-a", "tiny")
+    page.select_option("#compare-model-b", "plain")
+    page.check("#compare-form input[name=targets][value=chosen]")
+    page.check("#compare-classes input[value=ship]")
+    page.click("#compare-form details.advanced > summary")
+    page.fill("#compare-steps", "8")
+    upload(page, "#compare-image", "gradient.png", image_bytes())
+    page.click("#compare-submit")
+    result = compare_result(page, url)
+    assert [c["model"] for c in result["columns"]] == ["tiny", "plain"]
+    assert result["steps"] == 8
+    for column in result["columns"]:
+        assert [e["class"] for e in column["explanations"]] == ["ship"]
+    assert page.locator("#compare-result .explanation").count() == 2
+
+
+def test_explain_view(page: Any, stack: dict[str, Any]) -> None:
+    url = stack["url"]
+    page.goto(f"{url}/#/explain")
     page.wait_for_selector("#explain-model option[value=tiny]", state="attached")
     metrics = httpx.get(f"{url}/v1/models/tiny").json()["metrics"]
     info = page.inner_text("#explain-model-info")
@@ -158,7 +218,7 @@ def test_explain_view(page: Any, stack: dict[str, Any]) -> None:
     assert f"ARA (BTR) {metrics['ara_btr']:.4f}" in info
     assert page.evaluate(UNLABELLED) == []  # every control has a label
     upload(page, "#explain-image", "gradient.png", image_bytes())
-    page.click("details.advanced > summary")
+    page.click("#explain-form details.advanced > summary")
     page.fill("#explain-steps", "12")
     page.click("#explain-submit")
     # a progress bar per method, each ending "done"
@@ -249,8 +309,8 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
     page.goto(f"{url}/#/models")
     page.wait_for_selector(".model-card >> text=tiny")
     assert page.evaluate(UNLABELLED) == []
-    # the registry's two models and the bundled one, which lost its `default` alias to tiny
-    assert page.locator(".model-card").count() == 3
+    # the registry's three models and the bundled one, which lost its `default` alias to tiny
+    assert page.locator(".model-card").count() == 4
     bundled_card = page.locator(".model-card", has_text="aex-cifar10-r20").inner_text()
     assert "default" not in bundled_card
     screenshot(page, "models")
@@ -260,6 +320,11 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
     body = page.inner_text("#models-body")
     accuracy = httpx.get(f"{url}/v1/models/tiny").json()["metrics"]["accuracy"]
     assert f"{100 * accuracy:.1f} %" in body and "resnet20" in body and "ship" in body
+    # its card, derived from the metadata: no words were recorded for it
+    card = httpx.get(f"{url}/v1/models/tiny").json()["card"]
+    assert page.inner_text(".card-description") == card["description"]
+    assert page.inner_text(".card-licence") == "not recorded in the model's metadata"
+    assert page.locator(".card-limits li").all_inner_texts() == card["limits"]
     assert len(loaded_images(page, "#model-curve-slot img")) == 1
     link = page.locator("#checkpoint-link")
     assert link.get_attribute("href") == "/v1/models/tiny/checkpoint"
@@ -267,6 +332,22 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
         link.click()
     assert download.value.suggested_filename == "tiny.safetensors"
     screenshot(page, "model")
+    # the bundled model's card: its sidecar's words and its metadata's figures
+    page.goto(f"{url}/#/models/aex-cifar10-r20")
+    page.wait_for_selector("#model-curve-slot .curve")
+    card = httpx.get(f"{url}/v1/models/aex-cifar10-r20").json()["card"]
+    assert page.inner_text(".card-description") == card["description"]
+    assert page.inner_text(".card-licence").startswith("MIT")
+    assert page.inner_text(".card-command") == card["training"]["command"]
+    how = page.inner_text("#models-body")
+    minutes = round(card["training"]["seconds"] / 60)
+    assert f"{minutes} minutes" in how and card["training"]["hardware"] in how
+    assert "on 10,000 test images" in how and "on 1,000 test images" in how
+    assert "eps 20, 450 steps, momentum 0.9, overshoot 1" in how
+    limits = page.locator(".card-limits li").all_inner_texts()
+    assert limits == card["limits"] and any("resized to 32×32" in x for x in limits)
+    assert len(loaded_images(page, "#model-curve-slot img")) == 1
+    screenshot(page, "model-card")
     # a model without a curve picture says so in words
     page.goto(f"{url}/#/models/slow")
     page.wait_for_selector("#model-curve-slot .curve.missing")
@@ -276,7 +357,7 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
 
 def test_api_key_needed(page: Any, stack: dict[str, Any]) -> None:
     page.goto(f"{stack['keyed_url']}/")
-    error = page.locator("#explain-error")
+    error = page.locator("#compare-error")  # the first view
     error.wait_for()
     assert "needs an API key" in error.inner_text()
     assert page.locator("#key-panel").evaluate("d => d.open")
@@ -285,10 +366,10 @@ def test_api_key_needed(page: Any, stack: dict[str, Any]) -> None:
     page.fill("#api-key", "wrong")
     page.press("#api-key", "Enter")
     page.wait_for_function(
-        "() => document.querySelector('#explain-error').innerText.includes('not accepted')")
+        "() => document.querySelector('#compare-error').innerText.includes('not accepted')")
     page.fill("#api-key", API_KEY)
     page.press("#api-key", "Enter")
-    page.wait_for_selector("#explain-model option[value=tiny]", state="attached")
+    page.wait_for_selector("#compare-model-b option[value=tiny]", state="attached")
     assert error.is_hidden()
     assert page.evaluate("sessionStorage.getItem('aex-api-key')") == API_KEY
     # pictures behind the key load too (fetched with X-API-Key): the model's curve
@@ -297,7 +378,7 @@ def test_api_key_needed(page: Any, stack: dict[str, Any]) -> None:
 
 
 def test_upload_errors_in_words(page: Any, stack: dict[str, Any]) -> None:
-    page.goto(f"{stack['url']}/")
+    page.goto(f"{stack['url']}/#/explain")
     page.wait_for_selector("#explain-model option[value=tiny]", state="attached")
     error = page.locator("#explain-error")
     page.click("#explain-submit")
@@ -326,7 +407,7 @@ def test_upload_errors_in_words(page: Any, stack: dict[str, Any]) -> None:
 def test_queue_full_in_words(page: Any, stack: dict[str, Any]) -> None:
     """429 with Retry-After, as the API answers it (the answer is stubbed in the browser:
     filling the real queue would take a stopped worker and a hundred jobs)."""
-    page.goto(f"{stack['url']}/")
+    page.goto(f"{stack['url']}/#/explain")
     page.wait_for_selector("#explain-model option[value=tiny]", state="attached")
     page.route("**/v1/explanations", lambda route: route.fulfill(
         status=429, headers={"Retry-After": "7", "Content-Type": "application/json"},
