@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 PREFIX = "aex"
-WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> last beat (unix seconds)
+WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> end of its liveness (unix s)
+READY_PROBE = f"{PREFIX}:ready-probe"  # written by /readyz to see that Redis takes writes
 
 
 def upload(job_id: str) -> str:
     """The uploaded image bytes of a job."""
     return f"{PREFIX}:upload:{job_id}"
+
+
+def known(job_id: str) -> str:
+    """A job id the API accepted (its value: the owner's key hash, or empty), kept longer
+    than the job so that an expired job is told apart from one that never existed."""
+    return f"{PREFIX}:known:{job_id}"
 
 
 def artifacts(job_id: str) -> str:
