@@ -76,8 +76,10 @@ def _redis_error(retry_after: int) -> Callable[[Request, Exception], Awaitable[J
         elif isinstance(exc, OUTAGE_ERRORS):
             reason = "cannot reach Redis"
         else:
-            reason = f"Redis refused the request: {exc}"
-        logger.warning("the job queue is unavailable: %s: %s", type(exc).__name__, exc)
+            reason = f"Redis refused the request ({type(exc).__name__})"
+        # The first line only, shortened: Redis's errors can quote a command's (binary) data.
+        logger.warning("the job queue is unavailable: %s: %.200r", type(exc).__name__,
+                       str(exc).splitlines()[0] if str(exc) else "")
         return JSONResponse(
             {"detail": f"the job queue is unavailable ({reason}); retry in {retry_after} s"},
             status_code=503,

@@ -16,16 +16,19 @@ from aex.models.store import ModelStore
 from .exceptions import AuthenticationError, ForbiddenError
 from .queue import JobQueue
 
+# The dependencies are ``async`` (they do not block), so FastAPI runs them on the event loop
+# and not on the thread pool, which a hung Redis may have filled with waiting requests.
 
-def _settings(request: Request) -> Settings:
+
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _queue(request: Request) -> JobQueue:
+async def _queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
-def _store(request: Request) -> ModelStore:
+async def _store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
@@ -66,7 +69,7 @@ def _matches(key: bytes, candidates: list[str]) -> bool:
     return matched
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]
 ) -> Caller:
     """The caller, when no keys are configured or ``X-API-Key`` holds one of them."""

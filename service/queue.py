@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
@@ -26,6 +27,7 @@ from aex.contract.jobs import JobSpec, job_function
 from aex.contract.settings import Settings
 
 from .exceptions import ConflictError, NotFoundError, QueueFullError, UnavailableError
+from .limits import FORM_OVERHEAD
 
 if TYPE_CHECKING:
     from .deps import Caller
@@ -55,6 +57,16 @@ ABANDONED_MESSAGE = (
 SUBMIT_CONTENTION_S = 5.0
 # How long /readyz waits for Redis before calling it unreachable.
 READY_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether jobs can be queued and run: live workers, waiting jobs, and whether Redis
+    (at ``maxmemory``) lacks the room for one more upload of the largest size."""
+
+    workers: int
+    depth: int
+    memory_full: bool
 
 
 def artifact_path(job_id: str, name: str) -> str:
@@ -89,15 +101,22 @@ class JobQueue:
                            serializer=JSONSerializer)
         self._probe = connect(settings.redis_url, socket_timeout=READY_TIMEOUT_S, retries=1)
 
-    def readiness(self) -> tuple[int, int]:
-        """``(workers alive, queue depth)`` once Redis answers and takes a write.
+    def readiness(self) -> Readiness:
+        """What ``/readyz`` reports, once Redis answers and takes a write.
 
         Uses its own connection with a short timeout, so a hung Redis is reported within
-        seconds. Raises ``redis.RedisError`` (e.g. ``OutOfMemoryError`` at maxmemory).
+        seconds. Raises ``redis.RedisError`` (``OutOfMemoryError`` past ``maxmemory``,
+        ``ReadOnlyError`` on a replica ...).
         """
         self._probe.set(keys.READY_PROBE, b"1", ex=60)
-        workers = int(self._probe.zcount(keys.WORKERS, time.time(), "+inf"))
-        return workers, int(self._probe.llen(self.queue.key))
+        memory = self._probe.info("memory")
+        limit = int(memory.get("maxmemory", 0))
+        room = limit - int(memory.get("used_memory", 0)) if limit else None
+        return Readiness(
+            workers=int(self._probe.zcount(keys.WORKERS, time.time(), "+inf")),
+            depth=int(self._probe.llen(self.queue.key)),
+            memory_full=room is not None and room < self.settings.max_upload_bytes + FORM_OVERHEAD,
+        )
 
     def depth(self) -> int:
         """Jobs waiting in the queue."""

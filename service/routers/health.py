@@ -18,6 +18,9 @@ from ..schemas import Health
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
+OUT_OF_MEMORY = ("Redis is out of memory (maxmemory): no job can be queued until results "
+                 "expire or Redis gets more memory")
+
 
 @router.get("/healthz", response_model=Health, summary="The API process is up")
 async def healthz() -> Health:
@@ -36,12 +39,10 @@ async def readyz(queue: QueueDep) -> Response:
     Redis holding every request thread still gets an answer within seconds.
     """
     try:
-        workers, depth = await asyncio.to_thread(queue.readiness)
+        ready = await asyncio.to_thread(queue.readiness)
     except OutOfMemoryError as exc:
         logger.warning("readyz: Redis is out of memory: %s", exc)
-        body = Health(status="unavailable", redis=True,
-                      detail="Redis is out of memory (maxmemory): no job can be queued until "
-                             "results expire or Redis gets more memory")
+        body = Health(status="unavailable", redis=True, detail=OUT_OF_MEMORY)
         return JSONResponse(body.model_dump(), status_code=503)
     except OUTAGE_ERRORS as exc:
         logger.warning("readyz: Redis unreachable: %s", exc)
@@ -51,11 +52,16 @@ async def readyz(queue: QueueDep) -> Response:
         logger.warning("readyz: Redis refuses writes: %s", exc)
         body = Health(status="unavailable", redis=True, detail=f"Redis refuses writes: {exc}")
         return JSONResponse(body.model_dump(), status_code=503)
-    if workers == 0:
-        body = Health(status="unavailable", redis=True, workers=0, queue_depth=depth,
-                      detail="no worker is alive: start one with `aex worker`")
+    problem = None
+    if ready.memory_full:
+        problem = OUT_OF_MEMORY
+    elif ready.workers == 0:
+        problem = "no worker is alive: start one with `aex worker`"
+    if problem:
+        body = Health(status="unavailable", redis=True, workers=ready.workers,
+                      queue_depth=ready.depth, detail=problem)
         return JSONResponse(body.model_dump(), status_code=503)
-    body = Health(status="ok", redis=True, workers=workers, queue_depth=depth)
+    body = Health(status="ok", redis=True, workers=ready.workers, queue_depth=ready.depth)
     return JSONResponse(body.model_dump())
 
 

@@ -11,23 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aex_service_testing import ROOT, service_env
+from aex_service_testing import ROOT, children, service_env
 
 from aex.service.redis_server import free_port
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -44,7 +30,7 @@ def alive(pid: int) -> bool:
 def test_serve_runs_the_printed_curl_and_stops_everything(
         model_dir: Path, tmp_path: Path, stop: int) -> None:
     port = free_port()
-    env = service_env("unused", model_dir)
+    env = service_env("unused", model_dir, AEX_DATA_DIR=str(tmp_path / "data"))
     del env["AEX_REDIS_URL"]
     serve = subprocess.Popen(
         [sys.executable, "-m", "aex.cli", "serve", "--port", str(port), "--embedded-redis"],
