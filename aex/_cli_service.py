@@ -28,7 +28,7 @@ from typing import Any, cast
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-WORKER_STOP_S = 10.0
+WORKER_STOP_S = 10.0  # default of --stop-grace
 UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
 
 
@@ -45,6 +45,10 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes to start (0: rely on workers elsewhere)")
+    serve.add_argument("--stop-grace", type=float, default=WORKER_STOP_S, metavar="SECONDS",
+                       help="how long a stopping worker may finish its job before it is "
+                            "killed (the job then runs again at the next start; default "
+                            "%(default)s)")
     serve.add_argument("--embedded-redis", action="store_true",
                        help="always start a private Redis (default: only when AEX_REDIS_URL "
                             "is unset and nothing answers on 127.0.0.1:6379)")
@@ -136,15 +140,16 @@ def _example_image(folder: Path) -> Path:
     return path
 
 
-def _stop(process: subprocess.Popen[bytes], name: str) -> None:
+def _stop(process: subprocess.Popen[bytes], name: str, grace: float) -> None:
+    """SIGTERM (a worker finishes its job), then SIGKILL after ``grace`` seconds."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(WORKER_STOP_S)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
-        logger.warning("%s (pid %d) did not stop in %.0f s; killing it", name, process.pid,
-                       WORKER_STOP_S)
+        logger.warning("%s (pid %d) did not stop in %g s; killing it (its job runs again "
+                       "at the next start)", name, process.pid, grace)
         process.kill()
         process.wait()
 
@@ -200,6 +205,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.workers <= 64:
         raise CommandError("--workers must be between 0 and 64")
+    if not 0 <= args.stop_grace <= 86_400:
+        raise CommandError("--stop-grace must be between 0 and 86400 seconds")
     if not _port_free(args.host, args.port):
         raise CommandError(f"{args.host}:{args.port} is in use; choose another --port")
     state = Path(tempfile.mkdtemp(prefix="aex-serve-"))
@@ -256,7 +263,7 @@ def _serve(args: argparse.Namespace) -> int:
         supervisor.stop()
         for worker in workers:
             if worker.process is not None:
-                _stop(worker.process, worker.name)
+                _stop(worker.process, worker.name, args.stop_grace)
         if redis_server is not None:
             redis_server.stop()
         supervisor.close()

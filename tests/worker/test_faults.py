@@ -138,10 +138,12 @@ def _worker_of(serve_pid: int) -> int:
 def test_serve_heals_and_keeps_every_job_across_a_restart(model_dir: Path,
                                                           tmp_path: Path) -> None:
     """``aex serve`` restarts its killed worker (no other alive: the job still finishes),
-    and a restart of ``aex serve`` keeps every job it accepted (finished, running, queued)."""
+    a restart of ``aex serve`` keeps every job it accepted (finished, running, queued), and
+    ``aex serve`` restarts its Redis when that dies (its worker rides the outage out)."""
     env = service_env("unused", model_dir, AEX_DATA_DIR=str(tmp_path / "data"))
     del env["AEX_REDIS_URL"]
-    serve, url = start_serve(env, tmp_path / "serve1.log", "--embedded-redis")
+    serve, url = start_serve(env, tmp_path / "serve1.log", "--embedded-redis",
+                             "--stop-grace", "0.5")
     ids: dict[str, str] = {}
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -157,11 +159,12 @@ def test_serve_heals_and_keeps_every_job_across_a_restart(model_dir: Path,
             assert view["status"] == "finished", (view, serve.output())
             assert _worker_of(serve.pid) != first
 
-            ids["running"] = submit(http, **LONG)
+            ids["running"] = submit(http, **SHORT)
             ids["queued"] = submit(http, **QUICK)
             wait_until(lambda: progress(http, ids["running"]) > 0, timeout=60)
-        serve.process.send_signal(signal.SIGTERM)
+        serve.process.send_signal(signal.SIGTERM)  # its worker gets 0.5 s: too short
         assert serve.process.wait(60) == 0
+        assert "did not stop in 0.5 s; killing it" in serve.output()
         serve.stop()
 
         serve, url = start_serve(env, tmp_path / "serve2.log", "--embedded-redis")
@@ -175,6 +178,14 @@ def test_serve_heals_and_keeps_every_job_across_a_restart(model_dir: Path,
                 ids, "finished"), serve.output()
             unknown = http.get(f"/v1/jobs/{'0' * 32}")
             assert unknown.status_code == 404 and "expired" not in unknown.json()["detail"]
+
+            (redis_pid,) = [p for p in children(serve.pid) if "redis-server" in process_name(p)]
+            os.kill(redis_pid, signal.SIGKILL)  # its append-only file is written on every write
+            wait_until(lambda: "restarted the Redis server" in serve.output(), timeout=30)
+            for job_id in ids.values():
+                assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "finished"
+            after = submit(http, **QUICK)
+            assert wait_job(http, after)["status"] == "finished", serve.output()
     finally:
         serve.stop()
     assert "Redis: unix://" in serve.output() and str(tmp_path / "data") in serve.output()
