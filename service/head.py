@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Server extensions that send a body without ``http.response.body`` messages (a file by
+# path): hidden from a HEAD's GET, so that every byte of its body passes here and is dropped.
+BODY_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
+
 
 class HeadMiddleware:
     """Runs a ``HEAD`` request as ``GET`` and drops the body it answers.
@@ -32,4 +36,7 @@ class HeadMiddleware:
                     await send({"type": "http.response.body", "body": b"",
                                 "more_body": False})
 
-        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+        extensions = {name: value for name, value in scope.get("extensions", {}).items()
+                      if name not in BODY_EXTENSIONS}
+        await self.app({**scope, "method": "GET", "extensions": extensions}, receive,
+                       send_headers_only)

@@ -47,6 +47,7 @@ WORKER_TTL_S = 30
 # RQ's registry maintenance (jobs stuck between dequeue and start) runs this often.
 MAINTENANCE_INTERVAL_S = 60
 RETRIED = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 
 
 class ModelWorker(SimpleWorker):
@@ -67,10 +68,16 @@ class ModelWorker(SimpleWorker):
         self.beat_s = settings.worker_heartbeat_s
         self._running: tuple[Job, Execution] | None = None
         self._stop_beat = threading.Event()
+        self._sweep_after = 0.0  # monotonic time from which this worker sweeps
 
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+    @property
+    def lease_s(self) -> int:
         """A running job's lease: three beats."""
         return max(2, math.ceil(3 * self.beat_s))
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """A running job's lease (RQ's name for it)."""
+        return self.lease_s
 
     # the work loop -------------------------------------------------------------------
 
@@ -110,7 +117,7 @@ class ModelWorker(SimpleWorker):
 
     def _start(self, logging_level: str | None) -> None:
         """RQ's ``bootstrap``, each step waiting out Redis outages, then a first beat (which
-        hands back the jobs of workers that died, alive or not any other worker)."""
+        hands back the jobs of workers that died, even when no worker was left to)."""
         for name in ("rq.worker", "rq.job"):
             setup_loghandlers(logging_level, name=name)
         self._until_redis(self.register_birth)
@@ -174,6 +181,7 @@ class ModelWorker(SimpleWorker):
         """Wait until Redis answers, then take up the worker's place in it again."""
         # A signal now stops the worker at once (RQ would wait for a job that is gone).
         self._state = WorkerStatus.IDLE
+        self._sweep_after = time.monotonic() + self.lease_s
         while True:
             if not wait_for_redis(self.connection, exc, lambda: self._stop_requested):
                 raise StopRequested()
@@ -206,7 +214,16 @@ class ModelWorker(SimpleWorker):
     # jobs ----------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run ``job`` in this process (no fork), its lease kept by the beat thread."""
+        """Run ``job`` in this process (no fork), its lease kept by the beat thread.
+
+        A job that already ended is not run again: its queue entry is a stale copy (its
+        worker was taken for dead while Redis was away, then finished it after all).
+        """
+        if job.get_status(refresh=False) in ENDED:
+            logger.warning("job %s is already %s; dropping a stale copy from the queue",
+                           job.id, job.get_status(refresh=False))
+            self.connection.lrem(queue.intermediate_queue_key, 1, job.id)
+            return
         execution = self.prepare_execution(job)
         self.connection.expire(keys.upload(job.id), self.settings.upload_ttl_s)
         self._running = (job, execution)
@@ -222,6 +239,14 @@ class ModelWorker(SimpleWorker):
         super().handle_job_success(job, queue, started_job_registry, execution)
         self._job_ended(job)
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ logs a job's exception with its traceback; a Redis outage is logged once by
+        :data:`~aex.worker.outage.redis_outage` instead."""
+        if isinstance(exc_info[1], OUTAGE_ERRORS):
+            redis_outage.lost(exc_info[1])
+            return
+        super().handle_exception(job, *exc_info)
+
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None,
                            exc_string: str = "", execution: Execution | None = None) -> None:
         """A job that raised is not retried (it would fail the same way), unless what it
@@ -234,8 +259,12 @@ class ModelWorker(SimpleWorker):
         lost_redis = isinstance(sys.exc_info()[1], OUTAGE_ERRORS)
         if execution is not None and not lost_redis:
             job.retries_left = 0
-        elif lost_redis:
+        elif lost_redis and job.retries_left:
             logger.warning("job %s met a Redis outage; it goes back to the queue", job.id)
+        elif lost_redis:
+            job.meta["error"] = ("Redis was unreachable while the job ran, and it had no "
+                                 "retries left (AEX_JOB_RETRIES)")
+            job.save_meta()
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         if job.get_status(refresh=False) not in RETRIED:
             self._job_ended(job)
@@ -250,7 +279,13 @@ class ModelWorker(SimpleWorker):
     # the beat ------------------------------------------------------------------------
 
     def beat(self) -> None:
-        """One liveness beat (see the class docstring)."""
+        """One liveness beat (see the class docstring).
+
+        One worker at a time sweeps (a lock that lasts a beat), so that two never hand
+        the same job back twice; and none sweeps until a lease has passed since its
+        last failed beat, so that after an outage every live worker has renewed the
+        lease of its running job before any is taken for dead.
+        """
         now_s = time.time()
         self.connection.zadd(keys.WORKERS, {self.name: now_s + 3 * self.beat_s})
         self.connection.zremrangebyscore(keys.WORKERS, "-inf", now_s - 3600)
@@ -259,7 +294,10 @@ class ModelWorker(SimpleWorker):
             self.maintain_heartbeats(*running)
             self.connection.expire(keys.upload(running[0].id), self.settings.upload_ttl_s)
         for queue in self.queues:
-            queue.started_job_registry.cleanup()
+            if time.monotonic() >= self._sweep_after and self.connection.set(
+                    keys.sweep_lock(queue.name), self.name, nx=True,
+                    px=max(1, int(self.beat_s * 1000))):
+                queue.started_job_registry.cleanup()
             self._renew_queued_uploads(queue)
 
     def _renew_queued_uploads(self, queue: Queue) -> None:
@@ -278,6 +316,7 @@ class ModelWorker(SimpleWorker):
                 self.beat()
             except OUTAGE_ERRORS as exc:
                 redis_outage.lost(exc)
+                self._sweep_after = time.monotonic() + self.lease_s
             except RedisError as exc:
                 logger.warning("worker %s: beat failed: %s", self.name, exc)
             else:

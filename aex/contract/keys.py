@@ -28,6 +28,11 @@ def cancel(job_id: str) -> str:
     return f"{PREFIX}:cancel:{job_id}"
 
 
+def sweep_lock(queue: str) -> str:
+    """Held for one beat by the worker that hands back the jobs of dead workers."""
+    return f"{PREFIX}:sweep:{queue}"
+
+
 def job_metrics(kind: str) -> str:
     """Hash of job-duration histogram counters of one job kind."""
     return f"{PREFIX}:metrics:jobs:{kind}"
