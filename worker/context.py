@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from aex.contract import keys
-from aex.contract.connection import OUTAGE_ERRORS
+from aex.contract.connection import UNAVAILABLE_ERRORS
 from aex.contract.metrics import record_job
 
 from .outage import redis_outage
@@ -72,7 +72,7 @@ class JobContext:
             canceled = bool(self.connection.exists(keys.cancel(self.job.id)))
             if not canceled:
                 self.job.save_meta()
-        except OUTAGE_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             redis_outage.lost(exc)
             return
         if canceled:
@@ -102,7 +102,7 @@ class JobContext:
         try:
             yield
             status = "finished"
-        except OUTAGE_ERRORS:
+        except UNAVAILABLE_ERRORS:
             status = "interrupted"
             raise
         except JobCanceledError:

@@ -5,8 +5,9 @@ does not mix with CUDA. :class:`ModelWorker` runs jobs in its own process, beats
 liveness signal (for ``/readyz`` and for spotting dead workers), and retries only
 jobs whose worker died or lost Redis; a job that raises fails at once with its message.
 
-Redis may go away at any moment (restarted, out of the network, hung): the worker then
-waits for it with back-off, logging once per outage, and never exits for it. A job that
+Redis may become unavailable at any moment (restarted, out of the network, hung, full):
+the worker then waits for it with back-off, logging once per outage, and never exits for
+it. A job that
 was running goes on; if it needs Redis before Redis is back, it is handed back to the
 queue (RQ's ``Retry``) once Redis answers again.
 """
@@ -32,7 +33,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
 from aex.contract import keys
-from aex.contract.connection import OUTAGE_ERRORS, connect, mask_url
+from aex.contract.connection import UNAVAILABLE_ERRORS, connect, mask_url
 from aex.contract.settings import Settings
 
 from .outage import BACKOFF_MAX_S, redis_outage, wait_for_redis
@@ -99,7 +100,7 @@ class ModelWorker(SimpleWorker):
             while not self._stop_requested and (max_jobs is None or completed < max_jobs):
                 try:
                     ran = self._work_once(burst)
-                except OUTAGE_ERRORS as exc:
+                except UNAVAILABLE_ERRORS as exc:
                     self._wait_for_redis(exc)
                     continue
                 if ran is None:
@@ -135,7 +136,7 @@ class ModelWorker(SimpleWorker):
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         """RQ's command channel: wait an outage out quietly (RQ logs every 2 s)."""
-        if isinstance(exc, OUTAGE_ERRORS):
+        if isinstance(exc, UNAVAILABLE_ERRORS):
             redis_outage.lost(exc)
             time.sleep(BACKOFF_MAX_S)
             return
@@ -174,7 +175,7 @@ class ModelWorker(SimpleWorker):
         while True:
             try:
                 return action()
-            except OUTAGE_ERRORS as exc:
+            except UNAVAILABLE_ERRORS as exc:
                 self._wait_for_redis(exc)
 
     def _wait_for_redis(self, exc: BaseException) -> None:
@@ -189,7 +190,7 @@ class ModelWorker(SimpleWorker):
                 if not self.connection.exists(self.key):  # expired, or Redis lost its data
                     self.register_birth()
                 self.beat()
-            except OUTAGE_ERRORS as again:
+            except UNAVAILABLE_ERRORS as again:
                 exc = again
                 continue
             self.last_cleaned_at = None  # run RQ's maintenance (stuck jobs) right away
@@ -199,7 +200,7 @@ class ModelWorker(SimpleWorker):
         """Note the shutdown request in Redis when Redis is there (it is informational)."""
         try:
             super().set_shutdown_requested_date()
-        except OUTAGE_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             redis_outage.lost(exc)
 
     def _leave(self) -> None:
@@ -207,8 +208,8 @@ class ModelWorker(SimpleWorker):
         try:
             self.connection.zrem(keys.WORKERS, self.name)
             self.teardown()
-        except OUTAGE_ERRORS as exc:
-            logger.warning("worker %s: could not unregister, Redis is unreachable: %s",
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("worker %s: could not unregister, Redis is unavailable: %s",
                            self.name, exc)
 
     # jobs ----------------------------------------------------------------------------
@@ -242,7 +243,7 @@ class ModelWorker(SimpleWorker):
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """RQ logs a job's exception with its traceback; a Redis outage is logged once by
         :data:`~aex.worker.outage.redis_outage` instead."""
-        if isinstance(exc_info[1], OUTAGE_ERRORS):
+        if isinstance(exc_info[1], UNAVAILABLE_ERRORS):
             redis_outage.lost(exc_info[1])
             return
         super().handle_exception(job, *exc_info)
@@ -256,7 +257,7 @@ class ModelWorker(SimpleWorker):
             self._stopped_job_id = job.id
         # RQ calls this from the ``except`` clause around the job, so the job's exception
         # is the one being handled.
-        lost_redis = isinstance(sys.exc_info()[1], OUTAGE_ERRORS)
+        lost_redis = isinstance(sys.exc_info()[1], UNAVAILABLE_ERRORS)
         if execution is not None and not lost_redis:
             job.retries_left = 0
         elif lost_redis and job.retries_left:
@@ -314,7 +315,7 @@ class ModelWorker(SimpleWorker):
         while not self._stop_beat.wait(self.beat_s):
             try:
                 self.beat()
-            except OUTAGE_ERRORS as exc:
+            except UNAVAILABLE_ERRORS as exc:
                 redis_outage.lost(exc)
                 self._sweep_after = time.monotonic() + self.lease_s
             except RedisError as exc:
@@ -353,7 +354,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             worker = ModelWorker([queue], settings, connection=connection,
                                  serializer=JSONSerializer, name=name)
             break
-        except OUTAGE_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             wait_for_redis(connection, exc)
     logger.info("worker %s on queue %r at %s, device %s, %d model(s) preloaded",
                 worker.name, settings.queue_name, mask_url(settings.redis_url), cache.device,

@@ -1,4 +1,8 @@
-"""Redis outages as a worker process sees them: logged once each, waited out with back-off."""
+"""Redis outages as a worker process sees them: logged once each, waited out with back-off.
+
+An outage is any time Redis cannot take writes: stopped, restarting, unreachable, hung,
+at ``maxmemory``, or read-only.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from collections.abc import Callable
 
 from redis import Redis
 
-from aex.contract.connection import OUTAGE_ERRORS
+from aex.contract import keys
+from aex.contract.connection import UNAVAILABLE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +23,7 @@ BACKOFF_MAX_S = 5.0
 
 
 class RedisOutage:
-    """Whether Redis is away, shared by a worker's threads (main loop, beat, job).
+    """Whether Redis is unavailable, shared by a worker's threads (main loop, beat, job).
 
     :meth:`lost` logs the first failure of an outage and :meth:`back` its end, once each,
     however many calls fail in between.
@@ -38,8 +43,8 @@ class RedisOutage:
         with self._lock:
             if self._since is None:
                 self._since = time.monotonic()
-                logger.warning("Redis is unreachable (%s: %s); waiting for it to come back",
-                               type(exc).__name__, exc)
+                logger.warning("Redis is unavailable (%s: %.200s); waiting for it to come "
+                               "back", type(exc).__name__, exc)
 
     def back(self) -> None:
         """A Redis call succeeded."""
@@ -55,7 +60,7 @@ redis_outage = RedisOutage()
 
 def wait_for_redis(connection: Redis, exc: BaseException,
                    should_stop: Callable[[], bool] = lambda: False) -> bool:
-    """Block until Redis answers ``PING`` again (``True``), backing off from
+    """Block until Redis takes a write again (``True``), backing off from
     :data:`BACKOFF_FIRST_S` to :data:`BACKOFF_MAX_S`; ``False`` as soon as
     ``should_stop()``. ``exc`` is the failure that showed the outage."""
     redis_outage.lost(exc)
@@ -63,8 +68,8 @@ def wait_for_redis(connection: Redis, exc: BaseException,
     while not should_stop():
         time.sleep(pause)
         try:
-            connection.ping()
-        except OUTAGE_ERRORS:
+            connection.set(keys.READY_PROBE, b"1", ex=60)
+        except UNAVAILABLE_ERRORS:
             pause = min(2 * pause, BACKOFF_MAX_S)
             continue
         redis_outage.back()

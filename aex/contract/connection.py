@@ -7,12 +7,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 # Redis is away (stopped, restarting, loading its data, unreachable or hung), as opposed
 # to answering with an error: the workers wait these out, the API answers 503.
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+# Redis cannot take writes for now: away, full (maxmemory with noeviction), or a replica
+# that became read-only. A worker waits these out too.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, OutOfMemoryError,
+                                                   ReadOnlyError)
 # A command that fails on a dropped connection is sent again this many times, quickly:
 # enough for the first command after a Redis restart, short of hiding an outage. A
 # command that timed out is not sent again (Redis may have run it).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 PREFIX = "aex"
 WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> end of its liveness (unix s)
-READY_PROBE = f"{PREFIX}:ready-probe"  # written by /readyz to see that Redis takes writes
+READY_PROBE = f"{PREFIX}:ready-probe"  # written to see that Redis takes writes
 
 
 def upload(job_id: str) -> str:

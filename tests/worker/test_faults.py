@@ -40,7 +40,7 @@ from aex.service.redis_server import RedisServer, free_port
 LONG = {"model": "slow", "targets": "all", "steps": "100"}  # ~10 s on one thread
 SHORT = {"model": "slow", "targets": "all", "steps": "35"}  # ~3 s
 QUICK = {"targets": "cat", "steps": "3"}
-LOST = "Redis is unreachable"
+LOST = "Redis is unavailable"
 BACK = "Redis is back"
 
 
@@ -102,12 +102,19 @@ def test_worker_outlives_redis_outages(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_maxmemory_is_503_then_recovers(model_dir: Path, tmp_path: Path) -> None:
+    """Submissions fill Redis to ``maxmemory``: the API answers 503 with ``Retry-After`` and
+    ``/readyz`` says why; a worker waits while Redis refuses its writes; once Redis has room
+    again, both carry on by themselves."""
     server = RedisServer(tmp_path / "redis", port=free_port()).start()
+    worker = start_worker(service_env(server.url, model_dir), tmp_path / "worker.log")
     try:
         redis = Redis.from_url(server.url)
+        wait_for_worker(redis, worker)
         app = create_app(make_settings(server.url, model_dir, retry_after_s=4))
         with TestClient(app) as client:
-            assert submit(client, **QUICK)
+            first = submit(client, **QUICK)
+            assert client.get(f"/v1/jobs/{first}", params={"wait": 60}).json()["status"] == (
+                "finished")
             used = int(redis.info("memory")["used_memory"])
             redis.config_set("maxmemory-policy", "noeviction")
             redis.config_set("maxmemory", used + 256 * 1024)
@@ -122,10 +129,20 @@ def test_maxmemory_is_503_then_recovers(model_dir: Path, tmp_path: Path) -> None
             ready = client.get("/readyz")
             assert ready.status_code == 503 and "out of memory" in ready.json()["detail"]
             assert client.get("/healthz").status_code == 200
+            # past the limit now: Redis refuses every write, the worker's beat too
+            redis.config_set("maxmemory", used // 2)
+            wait_until(lambda: LOST in worker.output(), timeout=30)
+            assert client.get("/readyz").status_code == 503
             redis.config_set("maxmemory", 0)
-            assert submit(client, **QUICK)
-            assert "out of memory" not in client.get("/readyz").json()["detail"]
+            after = submit(client, **QUICK)
+            view = client.get(f"/v1/jobs/{after}", params={"wait": 60}).json()
+            assert view["status"] == "finished", (view, worker.output())
+            assert client.get("/readyz").status_code == 200
+        assert worker.process.poll() is None, worker.output()
+        log = worker.output()  # near the limit Redis may refuse and take writes by turns
+        assert log.count(LOST) == log.count(BACK) >= 1, log
     finally:
+        worker.stop()
         server.stop()
 
 
