@@ -38,7 +38,8 @@ Upload an image to `POST /v1/explanations`, `POST /v1/attacks` or `POST /v1/comp
 (two models side by side); the answer (`202`) holds a job id. Poll `GET /v1/jobs/{id}`
 (or long-poll with `?wait=30`) until the status is `finished`, then fetch the pictures
 listed in `result.artifacts`.
-When the service has API keys configured, send one in `X-API-Key`.
+When the service has API keys configured, send one in `X-API-Key`: a job, its result and
+its pictures are then visible to (and cancellable by) the key that submitted it only.
 """
 
 

@@ -20,6 +20,7 @@ from rq.timeouts import JobTimeoutException
 from aex.contract import keys
 from aex.contract.connection import UNAVAILABLE_ERRORS
 from aex.contract.metrics import record_job
+from aex.contract.settings import UPLOAD_TTL_MARGIN_S
 
 from .outage import redis_outage
 
@@ -53,7 +54,11 @@ class JobContext:
         """The image bytes the client uploaded."""
         data = self.connection.get(keys.upload(self.job.id))
         if not isinstance(data, bytes):
-            raise LookupError(f"the upload of job {self.job.id} has expired or was removed")
+            raise LookupError(
+                f"the upload of job {self.job.id} has expired: an upload waits for its job "
+                f"AEX_JOB_TIMEOUT_S plus {UPLOAD_TTL_MARGIN_S} s, renewed only while a worker "
+                "is alive; submit the image again"
+            )
         return data
 
     def progress(self, fraction: float) -> None:
