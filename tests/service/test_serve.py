@@ -44,6 +44,7 @@ def test_serve_runs_the_printed_curl_and_stops_everything(
             if line.strip().startswith("curl"):
                 break
         assert any(f"http://127.0.0.1:{port}" in line for line in lines), lines
+        assert any(line.startswith(f"Redis: unix://{tmp_path / 'data'}") for line in lines)
         command = lines[-1].strip()
         started = children(serve.pid)
         assert len(started) == 2  # the private Redis and one worker
@@ -59,3 +60,16 @@ def test_serve_runs_the_printed_curl_and_stops_everything(
         serve.communicate(timeout=60)
     assert serve.returncode == 0
     assert not [pid for pid in started if alive(pid)]
+
+
+def test_one_serve_per_data_folder(tmp_path: Path) -> None:
+    from aex._cli_service import _lock_data_dir
+    from aex.cli import CommandError
+
+    held = _lock_data_dir(tmp_path)
+    try:
+        with pytest.raises(CommandError, match="another `aex serve`"):
+            _lock_data_dir(tmp_path)
+    finally:
+        held.close()
+    _lock_data_dir(tmp_path).close()
