@@ -186,7 +186,7 @@ class JobQueue:
             job = None
         if job is None or job.origin != self.queue.name or "kind" not in job.meta:
             owner = self.connection.get(keys.known(job_id))
-            if owner is not None and caller.may_see(owner.decode() or None):
+            if isinstance(owner, bytes) and caller.may_see(owner.decode() or None):
                 s = self.settings
                 raise NotFoundError(
                     f"job {job_id!r} has expired: results are kept {s.result_ttl_s} s and "

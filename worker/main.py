@@ -25,12 +25,13 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
-from rq.worker import WorkerStatus
+from rq.worker import DequeueStrategy, WorkerStatus
 
 from aex.contract import keys
 from aex.contract.connection import UNAVAILABLE_ERRORS, connect, mask_url
@@ -83,19 +84,28 @@ class ModelWorker(SimpleWorker):
     # the work loop -------------------------------------------------------------------
 
     def work(self, burst: bool = False, logging_level: str | None = "INFO",
-             max_jobs: int | None = None, **_: Any) -> bool:
+             date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+             log_format: str = DEFAULT_LOGGING_FORMAT, max_jobs: int | None = None,
+             max_idle_time: int | None = None, with_scheduler: bool = False,
+             dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT) -> bool:
         """Take jobs until stopped (or, with ``burst``, until the queue is empty).
 
         Unlike RQ's loop, a Redis outage anywhere (between jobs, in a job, in RQ's own
         bookkeeping) is waited out instead of ending the worker. The signal handlers are
         installed before the worker first says it is alive, so SIGINT or SIGTERM at any
-        point after that is a clean stop.
+        point after that is a clean stop. RQ's scheduler, idle time limit and dequeue
+        strategies (for several queues) are not supported.
         """
+        if with_scheduler or max_idle_time is not None or dequeue_strategy != "default":
+            raise ValueError("ModelWorker runs one queue without RQ's scheduler, idle time "
+                             "limit or dequeue strategies")
+        for name in ("rq.worker", "rq.job"):
+            setup_loghandlers(logging_level, date_format, log_format, name=name)
         self._install_signal_handlers()
         beat = threading.Thread(target=self._beat_loop, name="aex-beat", daemon=True)
         completed = 0
         try:
-            self._start(logging_level)
+            self._start()
             beat.start()
             while not self._stop_requested and (max_jobs is None or completed < max_jobs):
                 try:
@@ -116,11 +126,9 @@ class ModelWorker(SimpleWorker):
             self._leave()
         return bool(completed)
 
-    def _start(self, logging_level: str | None) -> None:
+    def _start(self) -> None:
         """RQ's ``bootstrap``, each step waiting out Redis outages, then a first beat (which
         hands back the jobs of workers that died, even when no worker was left to)."""
-        for name in ("rq.worker", "rq.job"):
-            setup_loghandlers(logging_level, name=name)
         self._until_redis(self.register_birth)
         self._until_redis(self.subscribe)
         self._until_redis(lambda: self.set_state(WorkerStatus.STARTED))

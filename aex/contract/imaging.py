@@ -233,7 +233,8 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
     alpha = image.getchannel("A") if "A" in bands else None
     colour = image.convert(image.mode.rstrip("A")) if alpha is not None else image
     converted = _guarded(
-        lambda: ImageCms.profileToProfile(colour, _profile(icc), _srgb(), outputMode="RGB"),
+        lambda: ImageCms.buildTransform(_profile(icc), _srgb(), colour.mode, "RGB").apply(
+            colour),
         "the image's embedded colour profile cannot be applied (re-save it in sRGB)",
     )
     if alpha is None:
