@@ -73,7 +73,7 @@ def _redis_error(retry_after: int) -> Callable[[Request, Exception], Awaitable[J
 
     async def handler(_: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, OutOfMemoryError):
-            reason = "Redis is out of memory (maxmemory) until results expire"
+            reason = "Redis is out of memory, until results expire"
         elif isinstance(exc, OUTAGE_ERRORS):
             reason = "cannot reach Redis"
         else:
