@@ -1,13 +1,16 @@
 """``aex serve``, ``aex worker`` and ``aex remote ...``: the service from the command line.
 
 ``aex serve`` runs the API, worker processes and, when no Redis is configured or
-running, a private Redis server; Ctrl-C or SIGTERM stops everything it started.
+running, a Redis server of its own that keeps its data in ``AEX_DATA_DIR`` (so a restart
+loses no job); it restarts a worker or that Redis when one dies, and Ctrl-C or SIGTERM
+stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -20,12 +23,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-WORKER_STOP_S = 10.0
+WORKER_STOP_S = 10.0  # default of --stop-grace
+UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
 
 
 def say(text: str = "") -> None:
@@ -41,6 +45,10 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes to start (0: rely on workers elsewhere)")
+    serve.add_argument("--stop-grace", type=float, default=WORKER_STOP_S, metavar="SECONDS",
+                       help="how long a stopping worker may finish its job before it is "
+                            "killed (the job then runs again at the next start; default "
+                            "%(default)s)")
     serve.add_argument("--embedded-redis", action="store_true",
                        help="always start a private Redis (default: only when AEX_REDIS_URL "
                             "is unset and nothing answers on 127.0.0.1:6379)")
@@ -132,15 +140,16 @@ def _example_image(folder: Path) -> Path:
     return path
 
 
-def _stop(process: subprocess.Popen[bytes], name: str) -> None:
+def _stop(process: subprocess.Popen[bytes], name: str, grace: float) -> None:
+    """SIGTERM (a worker finishes its job), then SIGKILL after ``grace`` seconds."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(WORKER_STOP_S)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
-        logger.warning("%s (pid %d) did not stop in %.0f s; killing it", name, process.pid,
-                       WORKER_STOP_S)
+        logger.warning("%s (pid %d) did not stop in %g s; killing it (its job runs again "
+                       "at the next start)", name, process.pid, grace)
         process.kill()
         process.wait()
 
@@ -157,21 +166,55 @@ def _announce(server: Any, url: str, example: Path) -> None:
         f"-F image=@{example} {url}/v1/explanations)?wait=120\"")
 
 
+def _lock_data_dir(folder: Path) -> Any:
+    """Hold a lock on ``folder`` for this process's lifetime (one ``aex serve`` per data
+    directory); the open lock file, to keep."""
+    from aex.cli import CommandError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / "aex-serve.lock", "w")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise CommandError(f"another `aex serve` keeps its Redis data in {folder}; stop it, "
+                           "or set AEX_DATA_DIR to another folder") from exc
+    return handle
+
+
+def _embedded_redis(data_dir: Path) -> Any:
+    """The persistent Redis of ``aex serve``: an append-only file in ``data_dir/redis``,
+    on a Unix socket there (a free local port when the path is too long for a socket)."""
+    from aex.service.redis_server import RedisServer, free_port
+
+    folder = data_dir / "redis"
+    port = free_port() if len(str(folder / "redis.sock")) > UNIX_SOCKET_PATH_MAX else None
+    return RedisServer(folder, port=port, persistent=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from aex.cli import CommandError
+    from aex.contract.connection import mask_url
     from aex.contract.settings import Settings
     from aex.service.app import create_app
     from aex.service.redis_server import RedisServer, redis_answers
 
+    from ._supervisor import Supervised, Supervisor
+
     if not 0 <= args.workers <= 64:
         raise CommandError("--workers must be between 0 and 64")
+    if not 0 <= args.stop_grace <= 86_400:
+        raise CommandError("--stop-grace must be between 0 and 86400 seconds")
     if not _port_free(args.host, args.port):
         raise CommandError(f"{args.host}:{args.port} is in use; choose another --port")
     state = Path(tempfile.mkdtemp(prefix="aex-serve-"))
     redis_server: RedisServer | None = None
-    children: list[subprocess.Popen[bytes]] = []
+    lock = None
+    workers: list[Supervised] = []
+    children: list[Supervised] = []
+    supervisor = Supervisor(children)
     env = dict(os.environ)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _raise_stopped)
@@ -179,20 +222,35 @@ def _serve(args: argparse.Namespace) -> int:
         if args.embedded_redis or (
             "AEX_REDIS_URL" not in os.environ and not redis_answers("127.0.0.1", 6379)
         ):
-            redis_server = RedisServer(state / "redis")
-            redis_server.start(preexec_fn=_die_with_parent, start_new_session=True)
+            data_dir = Settings().data_dir
+            lock = _lock_data_dir(data_dir)
+            redis_server = _embedded_redis(data_dir)
+
+            def start_redis(server: RedisServer = redis_server) -> subprocess.Popen[bytes]:
+                server.start(preexec_fn=_die_with_parent, start_new_session=True)
+                return cast("subprocess.Popen[bytes]", server.process)
+
+            children.append(Supervised("the Redis server", start_redis))
             env["AEX_REDIS_URL"] = redis_server.url
-            say(f"started a private Redis server ({redis_server.url})")
-        settings = Settings(redis_url=env["AEX_REDIS_URL"]) if "AEX_REDIS_URL" in env \
-            else Settings()
+            say(f"Redis: {redis_server.url} (started by aex serve; its data stays in "
+                f"{redis_server.directory}, AEX_DATA_DIR)")
+        elif "AEX_REDIS_URL" in os.environ:
+            say(f"Redis: {mask_url(env['AEX_REDIS_URL'])} (AEX_REDIS_URL)")
+        else:
+            env["AEX_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+            say("Redis: redis://127.0.0.1:6379/0 (the one running there; set AEX_REDIS_URL "
+                "or pass --embedded-redis to use another)")
+        settings = Settings(redis_url=env["AEX_REDIS_URL"])
         url = f"http://{args.host}:{args.port}"
         env.setdefault("AEX_API_URL", url)
         _warn_without_default_model(settings)
-        for _ in range(args.workers):
-            children.append(subprocess.Popen(
+        for number in range(1, args.workers + 1):
+            workers.append(Supervised(f"worker {number}", lambda: subprocess.Popen(
                 [sys.executable, "-m", "aex.worker"], env=env, stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent, start_new_session=True,
-            ))
+            )))
+        children.extend(workers)
+        supervisor.start()
         config = uvicorn.Config(create_app(settings), host=args.host, port=args.port,
                                 log_level="info")
         server = uvicorn.Server(config)
@@ -202,10 +260,15 @@ def _serve(args: argparse.Namespace) -> int:
     except _Stopped:
         logger.info("stopping")
     finally:
-        for child in children:
-            _stop(child, "worker")
+        supervisor.stop()
+        for worker in workers:
+            if worker.process is not None:
+                _stop(worker.process, worker.name, args.stop_grace)
         if redis_server is not None:
             redis_server.stop()
+        supervisor.close()
+        if lock is not None:
+            lock.close()
         shutil.rmtree(state, ignore_errors=True)
     return 0
 

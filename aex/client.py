@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 ImageInput: TypeAlias = "str | Path | bytes | IO[bytes] | Image.Image"
 TERMINAL = ("finished", "failed", "canceled")
 DEFAULT_URL = "http://127.0.0.1:8000"
+UNAVAILABLE_PAUSE_S = 2.0  # between asks while the service answers 503 without Retry-After
 
 
 class ServiceError(Exception):
@@ -241,11 +242,22 @@ class Client:
         return dict(self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}", **options).json())
 
     def wait(self, job_id: str, timeout: float = 600.0, poll: float = 30.0) -> JobResult:
-        """Wait for a job to end; its :class:`JobResult`, or :class:`JobFailedError`."""
+        """Wait for a job to end; its :class:`JobResult`, or :class:`JobFailedError`.
+
+        While the service answers 503 (its Redis restarting, say), it asks again after the
+        ``Retry-After`` it names, until ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            job = self.job(job_id, wait=max(0.0, min(poll, left)))
+            try:
+                job = self.job(job_id, wait=max(0.0, min(poll, left)))
+            except ServiceError as exc:
+                if exc.status_code != 503 or time.monotonic() >= deadline:
+                    raise
+                time.sleep(max(0.0, min(exc.retry_after or UNAVAILABLE_PAUSE_S,
+                                        deadline - time.monotonic())))
+                continue
             if job["status"] == "finished":
                 return JobResult(job, self)
             if job["status"] in TERMINAL:

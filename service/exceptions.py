@@ -62,6 +62,12 @@ class QueueFullError(ServiceError):
     status_code = 429
 
 
+class UnavailableError(ServiceError):
+    """Redis cannot take the request now (unreachable, out of memory, too contended)."""
+
+    status_code = 503
+
+
 # Most specific first: the first class an error is an instance of gives its status.
 CONTRACT_STATUS: dict[type[Exception], int] = {
     ImageTooLargeError: 413,

@@ -11,9 +11,11 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -24,12 +26,16 @@ from aex.contract.connection import connect
 from aex.contract.jobs import JobSpec, job_function
 from aex.contract.settings import Settings
 
-from .exceptions import ConflictError, NotFoundError, QueueFullError
+from .exceptions import ConflictError, NotFoundError, QueueFullError, UnavailableError
+from .limits import FORM_OVERHEAD
+
+if TYPE_CHECKING:
+    from .deps import Caller
 
 logger = logging.getLogger(__name__)
 
-JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-ARTIFACT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.png$")
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+ARTIFACT_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}\.png")
 STATUS = {
     JobStatus.CREATED: "queued",
     JobStatus.QUEUED: "queued",
@@ -46,6 +52,21 @@ STATUS = {
 ABANDONED_MESSAGE = (
     "the worker running this job stopped (killed or lost) and no retries were left"
 )
+# A submission whose queue-length check another submission (or a worker) keeps
+# invalidating tries again for at most this long before answering 503.
+SUBMIT_CONTENTION_S = 5.0
+# How long /readyz waits for Redis before calling it unreachable.
+READY_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether jobs can be queued and run: live workers, waiting jobs, and whether Redis
+    (at ``maxmemory``) lacks the room for one more upload of the largest size."""
+
+    workers: int
+    depth: int
+    memory_full: bool
 
 
 def artifact_path(job_id: str, name: str) -> str:
@@ -78,10 +99,24 @@ class JobQueue:
         self.connection = connection if connection is not None else connect(settings.redis_url)
         self.queue = Queue(settings.queue_name, connection=self.connection,
                            serializer=JSONSerializer)
+        self._probe = connect(settings.redis_url, socket_timeout=READY_TIMEOUT_S, retries=1)
 
-    def ping(self) -> bool:
-        """Whether Redis answers (raises ``redis.ConnectionError`` when it does not)."""
-        return bool(self.connection.ping())
+    def readiness(self) -> Readiness:
+        """What ``/readyz`` reports, once Redis answers and takes a write.
+
+        Uses its own connection with a short timeout, so a hung Redis is reported within
+        seconds. Raises ``redis.RedisError`` (``OutOfMemoryError`` past ``maxmemory``,
+        ``ReadOnlyError`` on a replica ...).
+        """
+        self._probe.set(keys.READY_PROBE, b"1", ex=60)
+        memory = self._probe.info("memory")
+        limit = int(memory.get("maxmemory", 0))
+        room = limit - int(memory.get("used_memory", 0)) if limit else None
+        return Readiness(
+            workers=int(self._probe.zcount(keys.WORKERS, time.time(), "+inf")),
+            depth=int(self._probe.llen(self.queue.key)),
+            memory_full=room is not None and room < self.settings.max_upload_bytes + FORM_OVERHEAD,
+        )
 
     def depth(self) -> int:
         """Jobs waiting in the queue."""
@@ -91,20 +126,18 @@ class JobQueue:
         """Workers whose last liveness beat has not expired."""
         return int(self.connection.zcount(keys.WORKERS, time.time(), "+inf"))
 
-    def submit(self, spec: JobSpec, upload: bytes) -> Job:
+    def submit(self, spec: JobSpec, upload: bytes, owner: str | None = None) -> Job:
         """Store ``upload`` and enqueue the job ``spec`` (validated when it was built; the
-        worker validates it again); ``QueueFullError`` past the limit."""
+        worker validates it again) for the caller whose key hashes to ``owner``.
+
+        The queue-length check and the enqueue are one transaction (``WATCH`` on the
+        queue), so concurrent submissions never overshoot ``max_queue``: past it,
+        ``QueueFullError``.
+        """
         kind, model = spec.kind, spec.model
         s = self.settings
-        if self.depth() >= s.max_queue:
-            raise QueueFullError(
-                f"the queue already holds {s.max_queue} jobs; retry in {s.retry_after_s} s",
-                headers={"Retry-After": str(s.retry_after_s)},
-            )
         job_id = uuid.uuid4().hex
-        upload_ttl = s.failure_ttl_s + s.job_timeout_s * (s.job_retries + 1)
-        self.connection.set(keys.upload(job_id), upload, ex=upload_ttl)
-        job = self.queue.enqueue_call(
+        job = self.queue.create_job(
             job_function(spec),
             kwargs={"spec": spec.model_dump(mode="json")},
             job_id=job_id,
@@ -112,21 +145,55 @@ class JobQueue:
             result_ttl=s.result_ttl_s,
             failure_ttl=s.failure_ttl_s,
             retry=Retry(max=s.job_retries) if s.job_retries else None,
-            meta={"kind": kind, "model": model, "progress": 0.0},
+            meta={"kind": kind, "model": model, "progress": 0.0, "owner": owner},
             description=f"{kind} with model {model}",
         )
+        deadline = time.monotonic() + SUBMIT_CONTENTION_S
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.queue.key)
+                    if int(pipe.llen(self.queue.key)) >= s.max_queue:
+                        raise QueueFullError(
+                            f"the queue already holds {s.max_queue} jobs; "
+                            f"retry in {s.retry_after_s} s",
+                            headers={"Retry-After": str(s.retry_after_s)},
+                        )
+                    pipe.multi()
+                    pipe.set(keys.upload(job_id), upload, ex=s.upload_ttl_s)
+                    pipe.set(keys.known(job_id), (owner or "").encode(), ex=s.known_id_ttl_s)
+                    self.queue.enqueue_job(job, pipeline=pipe)
+                    pipe.execute()
+                    break
+                except WatchError:
+                    if time.monotonic() > deadline:
+                        raise UnavailableError(
+                            f"the queue is too busy to take the job; retry in "
+                            f"{s.retry_after_s} s",
+                            headers={"Retry-After": str(s.retry_after_s)},
+                        ) from None
         logger.info("enqueued %s job %s (model %s)", kind, job_id, model)
         return job
 
-    def get(self, job_id: str) -> Job:
-        """The job with this id; ``NotFoundError`` naming it when there is none."""
-        if not JOB_ID_PATTERN.match(job_id):
+    def get(self, job_id: str, caller: Caller) -> Job:
+        """The job with this id, if ``caller`` may see it; ``NotFoundError`` naming it when
+        there is none (saying so when it existed and expired)."""
+        if not JOB_ID_PATTERN.fullmatch(job_id):
             raise NotFoundError(f"unknown job {job_id!r}: job ids are 32 hex digits")
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-        except NoSuchJobError as exc:
-            raise NotFoundError(f"unknown job {job_id!r} (it may have expired)") from exc
-        if job.origin != self.queue.name or "kind" not in job.meta:
+        except NoSuchJobError:
+            job = None
+        if job is None or job.origin != self.queue.name or "kind" not in job.meta:
+            owner = self.connection.get(keys.known(job_id))
+            if isinstance(owner, bytes) and caller.may_see(owner.decode() or None):
+                s = self.settings
+                raise NotFoundError(
+                    f"job {job_id!r} has expired: results are kept {s.result_ttl_s} s and "
+                    f"failures {s.failure_ttl_s} s after the job ends"
+                )
+            raise NotFoundError(f"unknown job {job_id!r}")
+        if not caller.may_see(job.meta.get("owner")):
             raise NotFoundError(f"unknown job {job_id!r}")
         return job
 
@@ -139,7 +206,7 @@ class JobQueue:
         try:
             job.refresh()
         except NoSuchJobError as exc:
-            raise NotFoundError(f"unknown job {job.id!r} (it has expired)") from exc
+            raise NotFoundError(f"job {job.id!r} has expired") from exc
         status = STATUS.get(job.get_status(refresh=False), "queued")
         meta = job.meta
         view: dict[str, Any] = {
@@ -169,11 +236,11 @@ class JobQueue:
             view["error"] = "the job was canceled"
         return view
 
-    def artifact(self, job_id: str, name: str) -> bytes:
+    def artifact(self, job_id: str, name: str, caller: Caller) -> bytes:
         """The bytes of artifact ``name`` of a job; ``NotFoundError`` naming what is missing."""
-        job = self.get(job_id)
+        job = self.get(job_id, caller)
         data = None
-        if ARTIFACT_PATTERN.match(name):
+        if ARTIFACT_PATTERN.fullmatch(name):
             data = self.connection.hget(keys.artifacts(job.id), name)
         if not isinstance(data, bytes):
             raise NotFoundError(f"job {job_id!r} has no artifact {name!r}")

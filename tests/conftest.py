@@ -30,6 +30,16 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("AEX_CACHE_DIR") or REPO_ROOT / ".cache").resolve()
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which Redis the service tests use (never one they did not start unless told)."""
+    given = os.environ.get("AEX_TEST_REDIS_URL")
+    if given:
+        from aex.contract.connection import mask_url
+
+        return f"redis: AEX_TEST_REDIS_URL={mask_url(given)} (an empty database, flushed)"
+    return "redis: a private redis-server on a free port, started for this session"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     shared = _shared_dir()
     if shared.is_dir():

@@ -1,4 +1,9 @@
-"""What a running job needs from Redis: its upload, progress, cancellation, artifacts."""
+"""What a running job needs from Redis: its upload, progress, cancellation, artifacts.
+
+Progress reports ride out a Redis outage (the job goes on, unable to see a cancellation
+until Redis is back); everything else that needs Redis raises, and the worker hands the
+job back to the queue once Redis answers again (``aex.worker.main``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,11 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from aex.contract import keys
+from aex.contract.connection import UNAVAILABLE_ERRORS
 from aex.contract.metrics import record_job
+from aex.contract.settings import UPLOAD_TTL_MARGIN_S
+
+from .outage import redis_outage
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +54,35 @@ class JobContext:
         """The image bytes the client uploaded."""
         data = self.connection.get(keys.upload(self.job.id))
         if not isinstance(data, bytes):
-            raise LookupError(f"the upload of job {self.job.id} has expired or was removed")
+            raise LookupError(
+                f"the upload of job {self.job.id} has expired: an upload waits for its job "
+                f"AEX_JOB_TIMEOUT_S plus {UPLOAD_TTL_MARGIN_S} s, renewed only while a worker "
+                "is alive; submit the image again"
+            )
         return data
 
     def progress(self, fraction: float) -> None:
-        """Record progress in ``job.meta`` (throttled) and stop if the job was canceled."""
+        """Record progress in ``job.meta`` (throttled) and stop if the job was canceled.
+
+        While Redis is away this does nothing (the worker's beat sees when it is back).
+        """
         now = time.monotonic()
         if fraction < 1.0 and now - self._last_report < PROGRESS_INTERVAL_S:
             return
         self._last_report = now
-        if self.connection.exists(keys.cancel(self.job.id)):
+        self.job.meta["progress"] = round(min(max(float(fraction), 0.0), 1.0), 4)
+        if redis_outage.ongoing:
+            return
+        try:
+            canceled = bool(self.connection.exists(keys.cancel(self.job.id)))
+            if not canceled:
+                self.job.save_meta()
+        except UNAVAILABLE_ERRORS as exc:
+            redis_outage.lost(exc)
+            return
+        if canceled:
             self.job.meta["canceled"] = True
             raise JobCanceledError(f"job {self.job.id} was canceled")
-        self.job.meta["progress"] = round(min(max(float(fraction), 0.0), 1.0), 4)
-        self.job.save_meta()
 
     def store_artifacts(self, artifacts: dict[str, bytes]) -> list[str]:
         """Put PNGs into Redis under the job, expiring with its result; their names."""
@@ -74,12 +98,18 @@ class JobContext:
 
     @contextmanager
     def running(self, kind: str) -> Iterator[None]:
-        """Time the job, record the outcome, and leave a readable ``meta["error"]``."""
+        """Time the job, record the outcome, and leave a readable ``meta["error"]``.
+
+        A Redis outage is not the job's outcome: nothing is recorded (the job runs again).
+        """
         start = time.perf_counter()
         status = "failed"
         try:
             yield
             status = "finished"
+        except UNAVAILABLE_ERRORS:
+            status = "interrupted"
+            raise
         except JobCanceledError:
             status = "canceled"
             raise
@@ -99,7 +129,7 @@ class JobContext:
             raise
         finally:
             seconds = time.perf_counter() - start
-            self.job.save_meta()
-            self.connection.delete(keys.upload(self.job.id), keys.cancel(self.job.id))
-            record_job(self.connection, kind, seconds, status)
+            if status != "interrupted":
+                self.job.save_meta()
+                record_job(self.connection, kind, seconds, status)
             logger.info("%s job %s %s in %.2f s", kind, self.job.id, status, seconds)

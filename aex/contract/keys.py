@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 PREFIX = "aex"
-WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> last beat (unix seconds)
+WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> end of its liveness (unix s)
+READY_PROBE = f"{PREFIX}:ready-probe"  # written to see that Redis takes writes
 
 
 def upload(job_id: str) -> str:
     """The uploaded image bytes of a job."""
     return f"{PREFIX}:upload:{job_id}"
+
+
+def known(job_id: str) -> str:
+    """A job id the API accepted (its value: the owner's key hash, or empty), kept longer
+    than the job so that an expired job is told apart from one that never existed."""
+    return f"{PREFIX}:known:{job_id}"
 
 
 def artifacts(job_id: str) -> str:
@@ -19,6 +26,11 @@ def artifacts(job_id: str) -> str:
 def cancel(job_id: str) -> str:
     """Set when a client asks to cancel a running job."""
     return f"{PREFIX}:cancel:{job_id}"
+
+
+def sweep_lock(queue: str) -> str:
+    """Held for one beat by the worker that hands back the jobs of dead workers."""
+    return f"{PREFIX}:sweep:{queue}"
 
 
 def job_metrics(kind: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -10,7 +11,19 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+# 4096 × 4096: a 12-megapixel phone photo or a 4K frame passes; the served models take
+# 32 × 32, so more pixels add nothing but decoding memory in the worker (an RGBA frame of
+# this size is 64 MiB). The API never decodes pixels, so this bounds the worker only.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+UPLOAD_TTL_MARGIN_S = 300  # an upload outlives its job's time limit by this much
+KNOWN_ID_MARGIN_S = 86_400  # a job id is remembered this long after its result expires
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/aex``, else ``~/.local/share/aex``."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "aex"
 
 
 class Settings(BaseSettings):
@@ -26,9 +39,18 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         None, description="model registry directory (default ~/.local/share/aex/models)"
     )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="where `aex serve` keeps its embedded Redis's data (append-only file)",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="comma-separated keys; when set, every /v1 route needs X-API-Key",
+        description="comma-separated keys; when set, every /v1 route needs X-API-Key and "
+                    "each key sees and cancels only the jobs it submitted",
+    )
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated keys that may also see and cancel every key's jobs",
     )
     # workers
     api_url: str | None = Field(
@@ -45,7 +67,8 @@ class Settings(BaseSettings):
     # limits
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1 << 30)
     max_pixels: int = Field(
-        40_000_000, ge=1024, le=500_000_000, description="largest width × height decoded"
+        DEFAULT_MAX_PIXELS, ge=1024, le=500_000_000,
+        description="largest width × height an upload may declare (decoded by workers only)",
     )
     max_targets: int = Field(100, ge=1, le=10_000, description="targets in one explanation")
     max_queue: int = Field(100, ge=1, le=1_000_000, description="queued jobs before 429")
@@ -57,7 +80,7 @@ class Settings(BaseSettings):
     failure_ttl_s: int = Field(86_400, ge=1, le=30 * 86_400)
     job_retries: int = Field(2, ge=0, le=10, description="retries of a job whose worker died")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -67,9 +90,27 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if not DEVICE_PATTERN.match(value):
+        if not DEVICE_PATTERN.fullmatch(value):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
         return value
+
+
+    @property
+    def upload_ttl_s(self) -> int:
+        """How long an upload waits for the worker that needs it: the job's time limit plus
+        a margin, renewed while the job is queued or running (so an abandoned one expires)."""
+        return self.job_timeout_s + UPLOAD_TTL_MARGIN_S
+
+    @property
+    def known_id_ttl_s(self) -> int:
+        """How long a job id is remembered after the job ended: longer than any result, so
+        that an expired job is told apart from one that never existed."""
+        return max(self.result_ttl_s, self.failure_ttl_s) + KNOWN_ID_MARGIN_S
+
+    @property
+    def keys_required(self) -> bool:
+        """Whether /v1 routes need an ``X-API-Key`` (any key is configured)."""
+        return bool(self.api_keys or self.admin_api_keys)
 
 
 @lru_cache(maxsize=1)

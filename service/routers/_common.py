@@ -8,7 +8,7 @@ from fastapi import Response, UploadFile
 
 from aex.contract import targets as contract_targets
 from aex.contract.errors import ImageTooLargeError
-from aex.contract.imaging import open_image
+from aex.contract.imaging import inspect_image
 from aex.contract.settings import Settings
 from aex.contract.targets import Targets
 from aex.models.store import CheckpointEntry, ModelNotFoundError, ModelStore
@@ -30,13 +30,14 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def read_upload(image: UploadFile, settings: Settings) -> bytes:
-    """The uploaded bytes, after checking that they decode as a safe image."""
+    """The uploaded bytes, after checking (without decoding its pixels) that they hold an
+    image a worker can decode safely and convert faithfully."""
     data = image.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ImageTooLargeError(
             f"the upload is larger than the limit of {settings.max_upload_bytes} bytes"
         )
-    open_image(data, settings.max_pixels).close()
+    inspect_image(data, settings.max_pixels)
     return data
 
 

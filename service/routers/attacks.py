@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
 from aex.contract.jobs import MAX_ATTACK_EPS, MAX_ATTACK_STEPS, AttackJob, AttackMode
 
-from ..deps import QueueDep, SettingsDep, StoreDep
+from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
 from ..exceptions import InvalidRequestError
 from ..schemas import JobAccepted
 from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_class, resolve_model
@@ -29,6 +29,7 @@ def create_attack(
     settings: SettingsDep,
     queue: QueueDep,
     store: StoreDep,
+    caller: CallerDep,
     image: Annotated[UploadFile, File(description="PNG, JPEG or WebP image")],
     model: Annotated[
         str | None,
@@ -65,6 +66,6 @@ def create_attack(
         target_index = resolve_class(target, entry)
     spec = AttackJob(model=entry.name, sha256=entry.sha256, mode=mode, eps=eps, steps=steps,
                      target=target_index)
-    job = queue.submit(spec, read_upload(image, settings))
+    job = queue.submit(spec, read_upload(image, settings), caller.owner)
     request.app.state.metrics.submitted.labels("attack").inc()
     return accepted(response, job.id, "attack", entry.name)

@@ -18,7 +18,7 @@ from aex.contract.jobs import (
 from aex.contract.settings import Settings
 from aex.models.store import CheckpointEntry
 
-from ..deps import QueueDep, SettingsDep, StoreDep
+from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
 from ..exceptions import InvalidRequestError
 from ..schemas import JobAccepted
 from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_model, resolve_targets
@@ -53,6 +53,7 @@ def create_comparison(
     settings: SettingsDep,
     queue: QueueDep,
     store: StoreDep,
+    caller: CallerDep,
     image: Annotated[UploadFile, File(description="PNG, JPEG or WebP image")],
     model_a: Annotated[
         str,
@@ -93,6 +94,6 @@ def create_comparison(
     first = _column(resolve_model(store, model_a or DEFAULT_A), targets, settings)
     second = _column(resolve_model(store, model_b or DEFAULT_B), targets, settings)
     spec = ComparisonJob(columns=(first, second), rho=rho, steps=steps)
-    job = queue.submit(spec, read_upload(image, settings))
+    job = queue.submit(spec, read_upload(image, settings), caller.owner)
     request.app.state.metrics.submitted.labels("comparison").inc()
     return accepted(response, job.id, "comparison", spec.model)

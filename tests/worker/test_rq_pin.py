@@ -14,24 +14,43 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 
 from aex.worker.main import ModelWorker
 
 RQ_MINOR = "3.0"
 # RQ methods ModelWorker overrides or calls -> their parameters in RQ_MINOR.
 INTERNALS = {
+    # overridden
+    "_pubsub_exception_handler": ["self", "exc", "pubsub", "pubsub_thread"],
     "execute_job": ["self", "job", "queue"],
-    "prepare_execution": ["self", "job"],
-    "perform_job": ["self", "job", "queue", "execution"],
+    "get_heartbeat_ttl": ["self", "job", "working_time"],
+    "handle_exception": ["self", "job", "exc_info"],
     "handle_job_failure": ["self", "job", "queue", "started_job_registry", "exc_string",
                            "execution"],
-    "maintain_heartbeats": ["self", "job", "execution"],
-    "get_heartbeat_ttl": ["self", "job", "working_time"],
-    "set_state": ["self", "state", "pipeline"],
+    "handle_job_success": ["self", "job", "queue", "started_job_registry", "execution"],
+    "register_birth": ["self"],
+    "set_shutdown_requested_date": ["self"],
     "work": ["self", "burst", "logging_level", "date_format", "log_format", "max_jobs",
              "max_idle_time", "with_scheduler", "dequeue_strategy"],
+    # called by the work loop that replaces RQ's
+    "prepare_execution": ["self", "job"],
+    "perform_job": ["self", "job", "queue", "execution"],
+    "maintain_heartbeats": ["self", "job", "execution"],
+    "set_state": ["self", "state", "pipeline"],
+    "check_for_suspension": ["self", "burst"],
+    "run_maintenance_tasks": ["self"],
+    "heartbeat": ["self", "timeout", "pipeline"],
+    "procline": ["self", "message"],
+    "subscribe": ["self"],
+    "teardown": ["self"],
+    "get_redis_server_version": ["self"],
+    "_install_signal_handlers": ["self"],
+    "queue_names": ["self"],
 }
+# RQ's worker state that ModelWorker's loop reads or sets.
+ATTRIBUTES = ("_state", "_stop_requested", "_stopped_job_id", "_ordered_queues", "birth_date",
+              "last_cleaned_at", "dequeue_timeout")
 
 
 def test_installed_rq_is_the_pinned_minor_version() -> None:
@@ -47,6 +66,15 @@ def test_installed_rq_is_the_pinned_minor_version() -> None:
 def test_overridden_and_called_internals_keep_their_signatures() -> None:
     for name, parameters in INTERNALS.items():
         assert list(inspect.signature(getattr(SimpleWorker, name)).parameters) == parameters, name
+
+
+def test_worker_state_and_queue_internals_are_there() -> None:
+    source = inspect.getsource(SimpleWorker.__init__)
+    for name in ATTRIBUTES:
+        assert f"self.{name}" in source or hasattr(SimpleWorker, name), name
+    assert list(inspect.signature(Queue.dequeue_any).parameters) == [
+        "queues", "timeout", "connection", "job_class", "serializer", "death_penalty_class"]
+    assert isinstance(Queue.intermediate_queue_key, property)
 
 
 def test_every_override_is_listed() -> None:
