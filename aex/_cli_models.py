@@ -160,6 +160,9 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--fast", action="store_true", help="the cheaper ARA settings")
     p.add_argument("--no-ara", action="store_true", help="accuracy only")
+    p.add_argument("--no-strict", action="store_true",
+                   help="warn instead of failing when an image's goal is met late or never "
+                        "(those never defeated within the budget are counted as censored)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", type=Path, help="write the accuracy curves to this PNG")
@@ -219,8 +222,10 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
             with _progress_bar(f"{key} on {len(subset)} images",
                                enabled=not args.no_progress) as progress:
                 res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
-                          batch_size=args.batch_size, progress=progress, **settings)
+                          batch_size=args.batch_size, progress=progress,
+                          strict=not args.no_strict, **settings)
             report[key] = res.value
+            report[f"{key}_censored"] = res.censored
             results.append(res)
             if res.relative_resolution > COARSE_RELATIVE_RESOLUTION:
                 log.warning(
@@ -270,5 +275,7 @@ def _metrics_to_save(report: dict[str, Any], n_data: int) -> dict[str, Any]:
                  "measures all)", report["n_images"], n_data, n_data)
     if "ara_btr" in report:
         saved.update(ara_attack=report["ara_attack"], ara_btr=report["ara_btr"],
+                     ara_attack_censored=report["ara_attack_censored"],
+                     ara_btr_censored=report["ara_btr_censored"],
                      ara_images=report["n_images"], ara_settings=report["ara_settings"])
     return saved

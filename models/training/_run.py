@@ -127,6 +127,8 @@ def run_training(
                         metrics[f"{key}_unsettled"] = result.unsettled
                         log.warning("%s: %d of %d images unsettled (raise --ara-steps)",
                                     key, result.unsettled, ara_images)
+                    if result.censored:
+                        metrics[f"{key}_censored"] = result.censored
                 metrics["ara_images"] = ara_images
             if name:
                 entry = trainer.register(name, metrics, store=store, aliases=aliases,

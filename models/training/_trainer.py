@@ -300,8 +300,8 @@ class Trainer:
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             if cfg.robust:
-                loss, ce, penalty, logits = robust_loss(self.model, x, y, self.psi.psi,
-                                                        cfg.zeta, cfg.z, gen)
+                loss, ce, penalty, logits, _ = robust_loss(self.model, x, y, self.psi.psi,
+                                                           cfg.zeta, cfg.z, gen)
             else:
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y)

@@ -99,7 +99,7 @@ def test_robust_loss_is_ce_plus_psi_times_mean_squared_input_gradient() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
-    total, ce, penalty, logits = robust_loss(model, x, y, psi=10.0, zeta=0.0,
+    total, ce, penalty, logits, _ = robust_loss(model, x, y, psi=10.0, zeta=0.0,
                                              generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(logits, model(x).detach())
     assert total.requires_grad
