@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,6 +159,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=450, help="routine steps for ARA")
     p.add_argument("--eps", type=float, default=20.0, help="routine budget for ARA")
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--fast", action="store_true", help="the cheaper ARA settings")
     p.add_argument("--no-ara", action="store_true", help="accuracy only")
     p.add_argument("--no-strict", action="store_true",
@@ -200,7 +202,9 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     )
     from aex.models.render import plot_curves
 
-    loaded = load_checkpoint(args.model, store=store)
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,2})?", args.device):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    loaded = load_checkpoint(args.model, store=store, device=args.device)
     size = loaded.input_size[0]
     data = load_image_folder(args.data, size)
     if data.classes != loaded.classes:

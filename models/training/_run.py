@@ -91,10 +91,10 @@ def run_training(
     """Train, evaluate (accuracy; ARA on ``ara_images`` test images) and register.
 
     ``command`` (the command line that started the run) is kept in the metadata.
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is set up here (NCCL on
-    CUDA, gloo otherwise); only rank 0 evaluates and writes.
+    Under ``torchrun`` (``WORLD_SIZE`` set, also for one process) the process group is set
+    up here (NCCL on CUDA, gloo otherwise); only rank 0 evaluates and writes.
     """
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = "WORLD_SIZE" in os.environ  # torchrun sets it, also for one process
     device = None
     if distributed and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
