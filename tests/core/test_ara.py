@@ -116,6 +116,7 @@ def test_cli_evaluate_json_and_plot(reference_store: ModelStore, cifar_test_dir:
         assert f"{key} on 40 images: 100%" in result.stderr
     assert report["n_images"] == 40 and 0.4 < report["accuracy"] < 0.9
     assert 0 < report["ara_attack"] < report["ara_btr"] < 0.2
+    assert report["ara_attack_censored"] == report["ara_btr_censored"] == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     acc_only = subprocess.run(
         [sys.executable, "-m", "aex.cli", "evaluate", "ref-standard", "--data",
@@ -145,4 +146,5 @@ def test_save_metrics_keeps_the_training_keys(reference_checkpoint: Callable[[st
     assert metrics["accuracy"] * 30 == pytest.approx(round(metrics["accuracy"] * 30))
     assert metrics["ara_images"] == 12 and 0 < metrics["ara_attack"] < metrics["ara_btr"]
     assert metrics["ara_settings"]["steps"] == 60 and "n_images" not in metrics
+    assert metrics["ara_attack_censored"] == metrics["ara_btr_censored"] == 0
     assert store.get("robust").ara_plot_path.read_bytes()[:4] == b"\x89PNG"
