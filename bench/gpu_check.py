@@ -128,10 +128,11 @@ def check_explain(data: Path, work: Path, env: dict[str, str], device: str) -> s
 
 
 def check_ara(data: Path, env: dict[str, str], device: str) -> str:
-    cheap = ["--eps", "2", "--steps", "20", "--no-strict"] if device == "cpu" else []
+    # Not strict: generated images may settle late; this checks that ARA runs, not its value.
+    cheap = ["--eps", "2", "--steps", "20"] if device == "cpu" else []
     out = _run([sys.executable, "-m", "aex.cli", "evaluate", "default", "--data", str(data),
-                "--n-images", "16", "--device", device, "--json", "--no-progress", *cheap],
-               env, timeout=150)
+                "--n-images", "16", "--device", device, "--json", "--no-progress",
+                "--no-strict", *cheap], env, timeout=150)
     report = json.loads(out)
     if report["n_images"] != 16:
         raise RuntimeError(f"evaluated {report['n_images']} images, not 16")
