@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,8 +159,12 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=450, help="routine steps for ARA")
     p.add_argument("--eps", type=float, default=20.0, help="routine budget for ARA")
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--fast", action="store_true", help="the cheaper ARA settings")
     p.add_argument("--no-ara", action="store_true", help="accuracy only")
+    p.add_argument("--no-strict", action="store_true",
+                   help="warn instead of failing when an image's goal is met late or never "
+                        "(those never defeated within the budget are counted as censored)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", type=Path, help="write the accuracy curves to this PNG")
@@ -197,7 +202,9 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     )
     from aex.models.render import plot_curves
 
-    loaded = load_checkpoint(args.model, store=store)
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,2})?", args.device):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    loaded = load_checkpoint(args.model, store=store, device=args.device)
     size = loaded.input_size[0]
     data = load_image_folder(args.data, size)
     if data.classes != loaded.classes:
@@ -219,8 +226,10 @@ def evaluate_command(args: argparse.Namespace, store: Any) -> dict[str, Any]:
             with _progress_bar(f"{key} on {len(subset)} images",
                                enabled=not args.no_progress) as progress:
                 res = ara(loaded.model, subset.floats(), subset.labels, mode=mode,
-                          batch_size=args.batch_size, progress=progress, **settings)
+                          batch_size=args.batch_size, progress=progress,
+                          strict=not args.no_strict, **settings)
             report[key] = res.value
+            report[f"{key}_censored"] = res.censored
             results.append(res)
             if res.relative_resolution > COARSE_RELATIVE_RESOLUTION:
                 log.warning(
@@ -270,5 +279,7 @@ def _metrics_to_save(report: dict[str, Any], n_data: int) -> dict[str, Any]:
                  "measures all)", report["n_images"], n_data, n_data)
     if "ara_btr" in report:
         saved.update(ara_attack=report["ara_attack"], ara_btr=report["ara_btr"],
+                     ara_attack_censored=report["ara_attack_censored"],
+                     ara_btr_censored=report["ara_btr_censored"],
                      ara_images=report["n_images"], ara_settings=report["ara_settings"])
     return saved

@@ -59,8 +59,7 @@ def model_registry(name: str | None, folder: Path) -> tuple[Path | None, str]:
             raise
     kwargs = {"act": "hhrelu", "num_classes": 10, "input_size": 32,
               "mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.243, 0.261]}
-    model = create_model("resnet44", **{k: v for k, v in kwargs.items()
-                                        if k not in ("mean", "std")})
+    model = create_model("resnet44", **kwargs)
     classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                "ship", "truck"]
     save_checkpoint(model, "bench-resnet44", arch="resnet44", arch_kwargs=kwargs,

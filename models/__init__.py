@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ._architectures import create_model, list_models, register_model
     from ._classic import CLASSIC_METHODS, ClassicExplainer
     from ._compare import (
+        ATTACK_DEFAULTS,
         ATTACK_EPS,
         ATTACK_STEPS,
         AttackComparison,
@@ -101,6 +102,7 @@ _EXPORTS: dict[str, str] = {
     "attack_comparison": "._compare",
     "AttackComparison": "._compare",
     "map_similarity": "._compare",
+    "ATTACK_DEFAULTS": "._compare",
     "ATTACK_EPS": "._compare",
     "ATTACK_STEPS": "._compare",
     # the paper's argument, one network at a time, with sizes people grasp

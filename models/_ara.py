@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._perturb import MIN_MODES, ProgressFn, SanityCheckError, frozen, perturb
+from ._perturb import MIN_MODES, ProgressFn, SanityCheckError, check_labels, frozen, perturb
 from .data import ImageSet, evaluation_indices
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,15 @@ class ARAResult:
     Attributes:
         value: the area between the accuracy curve and chance, ``∫ max(0, A(r) − 1/C) dr``.
         mode: ``"l2min"`` (attack ARA) or ``"btr"``.
-        radii: ``(N,)`` minimal perturbation size ``d_i`` per image (0 when already wrong).
+        radii: ``(N,)`` minimal perturbation size ``d_i`` per image (0 when already wrong;
+            NaN when censored).
         curve_r, curve_accuracy: the accuracy-versus-perturbation curve ``A(r)``.
         accuracy: fraction of images right (or above chance for ``btr``) unperturbed.
         settings: the routine's settings.
         unsettled: images whose goal was first met late or never (sanity check).
+        censored: images not defeated within the budget (the goal was never met, so the
+            routine returned δ = 0): they count as right at every radius of the curve and
+            do not set its extent, so with ``censored > 0`` the value is a lower bound.
         resolution: the routine's last step size, ``2·eps·overshoot / (N(N+1))``: radii
             are found to about this precision.
     """
@@ -42,32 +46,46 @@ class ARAResult:
     settings: dict[str, Any] = field(default_factory=dict)
     unsettled: int = 0
     resolution: float = 0.0
+    censored: int = 0
 
     @property
     def relative_resolution(self) -> float:
         """``resolution`` over the median radius of the images that needed a perturbation."""
-        moved = self.radii[self.radii > 0]
+        moved = self.radii[self.radii > 0]  # NaN (censored) compares False
         return self.resolution / float(moved.median()) if moved.numel() else 0.0
 
 
-def ara_from_radii(radii: torch.Tensor, num_classes: int, bins: int = 1000
+def ara_from_radii(radii: torch.Tensor, num_classes: int, bins: int = 1000,
+                   censored: torch.Tensor | None = None
                    ) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Integrate ``max(0, A(r) − 1/C)`` with a ``bins``-bin histogram up to ``max d_i``.
 
-    Returns ``(value, r, A(r))`` with ``r`` the bin edges (``bins + 1`` points).
+    ``censored`` (``(N,)`` bool) marks images not defeated within the routine's budget:
+    their radii are ignored, they count as right at every ``r`` of the curve, and the
+    histogram reaches only the largest radius actually found (as the reference's would
+    with every image defeated). Returns ``(value, r, A(r))`` with ``r`` the bin edges
+    (``bins + 1`` points).
     """
     d = radii.double().cpu()
     if d.numel() == 0:
         raise ValueError("no radii to integrate")
-    top = float(d.max())
+    if censored is None:
+        censored = torch.zeros(d.shape, dtype=torch.bool)
+    censored = censored.cpu().bool()
+    if censored.shape != d.shape:
+        raise ValueError(f"censored must have shape {tuple(d.shape)}, got {tuple(censored.shape)}")
+    n = d.numel()
+    found = d[~censored]
+    top = float(found.max()) if found.numel() else 0.0
     edges = torch.linspace(0.0, top, bins + 1, dtype=torch.float64)
     if top == 0.0:
-        return 0.0, edges, torch.zeros_like(edges)
-    counts = torch.histc(d, bins=bins, min=0.0, max=top)
-    above = 1.0 - torch.cumsum(counts, 0) / d.numel()
+        return 0.0, edges, torch.full_like(edges, float(censored.sum()) / n)
+    counts = torch.histc(found, bins=bins, min=0.0, max=top)
+    above = 1.0 - torch.cumsum(counts, 0) / n
     width = top / bins
     value = float((above - 1.0 / num_classes).clamp_min(0).sum() * width)
-    curve = torch.cat([(d > 0).double().mean().view(1), above])
+    start = float(((found > 0).sum() + censored.sum()) / n)
+    curve = torch.cat([torch.tensor([start], dtype=torch.float64), above])
     return value, edges, curve
 
 
@@ -95,23 +113,28 @@ def ara(
     eval mode, and the routine's first pass finds the same ``d_i = 0``).
 
     Raises :class:`SanityCheckError` (``strict``) when an image's goal was first met
-    after half the steps or never: raise ``eps`` or ``steps``.
+    after half the steps or never: raise ``eps`` or ``steps``. Otherwise images never
+    defeated within the budget are censored (see :class:`ARAResult`), not read as
+    defeated at radius 0.
     """
     if mode not in MIN_MODES:
         raise ValueError(f"ARA mode must be 'l2min' (attack) or 'btr', got {mode!r}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
     n = x.shape[0]
+    check_labels(y, n)
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device=device, dtype=torch.long)
     with frozen(model), torch.no_grad():
         logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, n, batch_size)])
     num_classes = logits.shape[1]
+    check_labels(y, n, num_classes)
     if mode == "l2min":
         alive = logits.argmax(1) == y
     else:
         alive = logits.softmax(1).gather(1, y[:, None])[:, 0] > 1.0 / num_classes
     radii = torch.zeros(n, dtype=torch.float64)
+    censored = torch.zeros(n, dtype=torch.bool)
     todo = alive.nonzero().flatten() if skip_defeated else torch.arange(n, device=device)
     unsettled = 0
     for start in range(0, len(todo), batch_size):
@@ -124,6 +147,7 @@ def ara(
         result = perturb(model, x[idx], y[idx], mode=mode, eps=eps, steps=steps,  # type: ignore[arg-type]
                          overshoot=overshoot, momentum=momentum, progress=report)
         radii[idx.cpu()] = result.rms.double().cpu()
+        censored[idx.cpu()] = ~result.success.cpu()
         unsettled += int((~result.sane).sum())
     if strict and unsettled:
         raise SanityCheckError(
@@ -131,11 +155,15 @@ def ara(
             f"the {steps} steps or never, so their perturbations are not minimal; raise eps "
             f"(now {eps}) or steps"
         )
-    value, r, curve = ara_from_radii(radii, num_classes, bins)
+    if censored.any():
+        log.warning("%s ARA: %d of %d images were not defeated within the budget (eps %s, "
+                    "%d steps); counted as censored", mode, int(censored.sum()), n, eps, steps)
+    radii[censored] = float("nan")
+    value, r, curve = ara_from_radii(radii, num_classes, bins, censored)
     settings = {"eps": eps, "steps": steps, "momentum": momentum, "overshoot": overshoot}
     resolution = 2 * eps * overshoot / (steps * (steps + 1))
     return ARAResult(value, mode, radii, r, curve, float(alive.float().mean()), num_classes,
-                     settings, unsettled, resolution)
+                     settings, unsettled, resolution, int(censored.sum()))
 
 
 @torch.no_grad()

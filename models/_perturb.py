@@ -30,8 +30,9 @@ class PerturbResult:
         x_adv: ``x + δ`` (inside ``[0, 1]`` only when ``clip=True``), ``(B, C, H, W)``.
         delta: the perturbation ``x_adv − x``.
         rms: ``rms(δ)`` per sample, ``(B,)``.
-        success: the goal was met at least once (min modes: the returned δ meets it;
-            ``l2``/``encourage``: ``rms(δ)`` reached ``eps``), ``(B,)`` bool.
+        success: the goal was met at least once (min modes: the returned δ meets it, and
+            δ = 0 where it was never met; ``l2``/``encourage``: ``rms(δ)`` reached
+            ``eps``), ``(B,)`` bool.
         first_goal_step: first pass at which the goal was met, ``steps + 1`` if never.
         sane: passes the sanity check (goal first met within the first half of steps).
     """
@@ -63,6 +64,27 @@ def check_images(x: torch.Tensor, name: str = "images") -> None:
             f"{name} must lie in [0, 1] (got [{float(x.min()):.3g}, {float(x.max()):.3g}]); "
             "the model normalises internally"
         )
+
+
+def check_labels(y: torch.Tensor, batch: int, num_classes: int | None = None) -> None:
+    """``ValueError`` unless ``y`` is ``(batch,)`` integer class indices in range.
+
+    Reads a CPU copy, so a bad label is refused before it reaches a device kernel (on
+    CUDA an out-of-range index is a device assert that poisons the process).
+    ``num_classes=None`` checks only the shape, the type and the lower bound.
+    """
+    if not isinstance(y, torch.Tensor) or y.shape != (batch,):
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"labels must have shape ({batch},), got {shape}")
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"labels must be integer class indices, got {y.dtype}")
+    if not batch:
+        return
+    values = y.detach().cpu()
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        bound = f"0..{num_classes - 1}" if num_classes is not None else "≥ 0"
+        raise ValueError(f"label {low if low < 0 else high} is out of range {bound}")
 
 
 @contextmanager
@@ -132,7 +154,8 @@ def perturb(
 
     Returns:
         :class:`PerturbResult`. For min modes the δ of smallest rms among passes that met
-        the goal (the last δ when none did).
+        the goal, and δ = 0 (the unchanged image, as in the reference) when none did:
+        ``success`` tells those apart from images that needed no change.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
@@ -145,9 +168,8 @@ def perturb(
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     check_images(x)
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-    y = y.to(x.device)
+    check_labels(y, x.shape[0])
+    y = y.to(device=x.device, dtype=torch.long)
     batch = x.shape[0]
     shape = (batch,) + (1,) * (x.dim() - 1)
     gate = torch.ones(batch, device=x.device) if affected is None else affected.to(x).reshape(batch)
@@ -165,6 +187,8 @@ def perturb(
         for t in range(passes):
             delta.requires_grad_(True)
             logits = model(x + delta)
+            if t == 0:
+                check_labels(y, batch, logits.shape[1])
             loss = F.cross_entropy(logits, y, reduction="sum")
             grad = None if t == steps else torch.autograd.grad(loss, delta)[0]
             delta = delta.detach()
@@ -195,7 +219,7 @@ def perturb(
     with torch.no_grad():
         if is_min:
             success = torch.isfinite(best_rms)
-            delta = torch.where(success.view(shape), best, delta)
+            delta = best
         else:
             success = first <= steps
         x_adv = x + delta

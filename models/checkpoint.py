@@ -52,6 +52,70 @@ def build_model(meta: dict[str, Any]) -> nn.Module:
     return create_model(str(meta["arch"]), **kwargs)
 
 
+def model_normalisation(model: nn.Module) -> tuple[list[float], list[float]] | None:
+    """The ``[mean, std]`` rows of the model's ``input_offset`` buffer (method.md §2), or
+    None when it has none."""
+    for name, buffer in model.named_buffers():
+        if name.split(".")[-1] == "input_offset":
+            rows = buffer.detach().float().cpu()
+            return [float(f"{v:.7g}") for v in rows[0]], [float(f"{v:.7g}") for v in rows[1]]
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two normalisation lists equal to float32 precision."""
+    return (isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b)
+            and all(abs(float(x) - float(y)) <= 1e-6 * max(1.0, abs(float(y)))
+                    for x, y in zip(a, b, strict=True)))
+
+
+def _derived_arch_kwargs(model: nn.Module, arch_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``arch_kwargs`` with ``mean``, ``std`` and ``input_size`` taken from the model.
+
+    The weights are the truth (the model normalises with its ``input_offset`` buffer):
+    values given in ``arch_kwargs`` must agree with them, or ``ValueError``.
+    """
+    kwargs = dict(arch_kwargs)
+    found = model_normalisation(model)
+    if found is not None:
+        for key, value in zip(("mean", "std"), found, strict=True):
+            if key in kwargs and not _same(kwargs[key], value):
+                raise ValueError(
+                    f"arch_kwargs {key} {kwargs[key]} disagrees with the model's input_offset "
+                    f"buffer ({value}): the network normalises with the buffer; build it "
+                    f"with the same {key}"
+                )
+            kwargs.setdefault(key, value)
+    size = getattr(model, "input_size", None)
+    if isinstance(size, int):
+        if "input_size" in kwargs and int(kwargs["input_size"]) != size:
+            raise ValueError(f"arch_kwargs input_size {kwargs['input_size']} disagrees with "
+                             f"the model's input_size {size}")
+        kwargs.setdefault("input_size", size)
+    return kwargs
+
+
+def check_consistent(name: str, model: nn.Module, meta: dict[str, Any]) -> None:
+    """``ValueError`` when a loaded checkpoint's metadata and weights disagree about the
+    normalisation or the input size (one source of truth: the weights)."""
+    found = model_normalisation(model)
+    kwargs = meta.get("arch_kwargs", {})
+    if found is not None:
+        for key, value in zip(("mean", "std"), found, strict=True):
+            for where, given in (("metadata", meta.get(key)), ("arch_kwargs", kwargs.get(key))):
+                if given is not None and not _same(given, value):
+                    raise ValueError(
+                        f"checkpoint {name!r}: its {where} {key} {given} disagrees with the "
+                        f"input_offset buffer in its weights ({value}); re-save it from the "
+                        "network"
+                    )
+    size = meta.get("input_size")
+    declared = kwargs.get("input_size")
+    if size is not None and declared is not None and list(size) != [declared, declared]:
+        raise ValueError(f"checkpoint {name!r}: input_size {size} disagrees with arch_kwargs "
+                         f"input_size {declared}")
+
+
 def _state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
@@ -74,8 +138,9 @@ def save_checkpoint(
     Args:
         model: the network (any device); its state dict is saved on the CPU.
         name: registry name (letters, digits, ``.``, ``_``, ``-``).
-        arch, arch_kwargs: what :func:`create_model` needs to rebuild it; must include
-            ``input_size``, ``mean`` and ``std``.
+        arch, arch_kwargs: what :func:`create_model` needs to rebuild it. ``mean``,
+            ``std`` and ``input_size`` are taken from the model (its ``input_offset``
+            buffer and ``input_size``) where it has them; given ones must agree.
         classes: class names in logit order.
         training: the fully resolved training options.
         metrics: ``accuracy``, ``ara_attack``, ``ara_btr`` ... when known.
@@ -84,6 +149,7 @@ def save_checkpoint(
             ``licence``, ``data``, ``hardware``, ``limits``), stored as ``card``.
     """
     validate_name(name)
+    arch_kwargs = _derived_arch_kwargs(model, arch_kwargs)
     num_classes = arch_kwargs.get("num_classes")
     if num_classes is not None and num_classes != len(classes):
         raise ValueError(f"{len(classes)} class names for a {num_classes}-class network")
@@ -150,9 +216,10 @@ def load_checkpoint(
 ) -> LoadedModel:
     """Load a checkpoint by registry name/alias or by path (``.json`` or ``.safetensors``).
 
-    The weights' sha256 is checked against the metadata (``verify=True``) and the
-    state dict must match the rebuilt architecture exactly; either failure raises
-    ``ValueError``. The model comes back in eval mode on ``device``.
+    The weights' sha256 is checked against the metadata (``verify=True``), the state
+    dict must match the rebuilt architecture exactly, and the metadata's normalisation
+    and input size must agree with the weights; any failure raises ``ValueError``. The
+    model comes back in eval mode on ``device``.
     """
     path = Path(name_or_path)
     if path.suffix in (".json", ".safetensors") and path.exists():
@@ -172,5 +239,6 @@ def load_checkpoint(
             f"checkpoint {entry.name!r}: weights do not match the architecture in its "
             f"metadata ({entry.meta['arch']}): {exc}"
         ) from exc
+    check_consistent(entry.name, model, entry.meta)
     model.to(device).eval()
     return LoadedModel(entry.name, model, entry.meta)

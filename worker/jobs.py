@@ -160,17 +160,20 @@ def attack(spec: dict[str, Any]) -> dict[str, Any]:
 
     Returns an :class:`~aex.contract.results.AttackResult` as JSON data.
     """
-    from aex.models import attack_comparison
+    from aex.models import ATTACK_DEFAULTS, attack_comparison
     from aex.models.render import difference_png, heatmap_png, image_png
 
     ctx = JobContext.current()
     with ctx.running("attack"):
         job = parse_spec(spec, AttackJob)
-        mode, eps, steps, target = job.mode, job.eps, job.steps, job.target
+        mode, target = job.mode, job.target
+        defaults = ATTACK_DEFAULTS[mode]  # the result says what ran
+        eps = defaults["eps"] if job.eps is None else job.eps
+        steps = int(defaults["steps"]) if job.steps is None else job.steps
         loaded = model_cache().get(job.model, job.sha256)
         x, info = _input(ctx, loaded)
-        cmp = attack_comparison(loaded.model, x, mode=mode, target=target,
-                                progress=ctx.progress, **_given(eps=eps, steps=steps))
+        cmp = attack_comparison(loaded.model, x, mode=mode, target=target, eps=eps,
+                                steps=steps, progress=ctx.progress)
         classes = loaded.classes
         before, after = cmp.probs_before.detach().cpu(), cmp.probs_after.detach().cpu()
         artifacts = {

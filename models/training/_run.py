@@ -91,10 +91,10 @@ def run_training(
     """Train, evaluate (accuracy; ARA on ``ara_images`` test images) and register.
 
     ``command`` (the command line that started the run) is kept in the metadata.
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is set up here (NCCL on
-    CUDA, gloo otherwise); only rank 0 evaluates and writes.
+    Under ``torchrun`` (``WORLD_SIZE`` set, also for one process) the process group is set
+    up here (NCCL on CUDA, gloo otherwise); only rank 0 evaluates and writes.
     """
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = "WORLD_SIZE" in os.environ  # torchrun sets it, also for one process
     device = None
     if distributed and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -127,6 +127,8 @@ def run_training(
                         metrics[f"{key}_unsettled"] = result.unsettled
                         log.warning("%s: %d of %d images unsettled (raise --ara-steps)",
                                     key, result.unsettled, ara_images)
+                    if result.censored:
+                        metrics[f"{key}_censored"] = result.censored
                 metrics["ara_images"] = ara_images
             if name:
                 entry = trainer.register(name, metrics, store=store, aliases=aliases,

@@ -160,6 +160,7 @@ class Trainer:
                  device: str | torch.device | None = None, resume: bool = False,
                  show_progress: bool = True) -> None:
         self.rank, self.world = _world()
+        self.distributed = dist.is_available() and dist.is_initialized()
         self.config = config.resolved()
         cfg = self.config
         if len(train_set.classes) < 2:
@@ -196,7 +197,7 @@ class Trainer:
         self.psi = PsiController(cfg.psi0, cfg.psi_k, cfg.target_loss, cfg.psi_up, cfg.psi_down)
         self.epoch = 0
         self.history: list[EpochStats] = []
-        if self.world > 1:
+        if self.distributed:
             for p in self.model.parameters():
                 dist.broadcast(p.data, 0)
         if resume:
@@ -274,8 +275,9 @@ class Trainer:
 
     def _sync_gradients(self) -> None:
         # Manual all-reduce instead of DistributedDataParallel: it works with the double
-        # backward of the gradient penalty, which DDP's reducer does not support.
-        if self.world == 1:
+        # backward of the gradient penalty, which DDP's reducer does not support. Every
+        # collective runs on device tensors, so a NCCL group works (also with one process).
+        if not self.distributed:
             return
         for p in self.model.parameters():
             if p.grad is not None:
@@ -288,7 +290,8 @@ class Trainer:
                              weight: float = 1.0) -> tuple[torch.Tensor, int]:
         """One batch's share of a step: augment, attack, loss, and ``weight · ∇loss``
         added to the parameters' gradients. Returns ``(loss, ce, penalty)`` as one float64
-        tensor and the number of correct predictions (before the update)."""
+        tensor on the training device and the number of correct predictions (before the
+        update)."""
         cfg = self.config
         x = augment(x, gen)
         if cfg.adversarial:
@@ -300,15 +303,17 @@ class Trainer:
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             if cfg.robust:
-                loss, ce, penalty, logits = robust_loss(self.model, x, y, self.psi.psi,
-                                                        cfg.zeta, cfg.z, gen)
+                loss, ce, penalty, logits, _ = robust_loss(self.model, x, y, self.psi.psi,
+                                                           cfg.zeta, cfg.z, gen)
             else:
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y)
                 ce, penalty = loss.detach(), torch.zeros(())
         (loss * weight if weight != 1.0 else loss).backward()
         correct = int((logits.argmax(1) == y).sum())
-        stats = torch.tensor([float(loss.detach()), float(ce), float(penalty)], dtype=torch.float64)
+        # On the training device: a NCCL group reduces only device tensors (see _step).
+        stats = torch.stack([loss.detach().float(), ce.float(),
+                             penalty.to(loss.device).float()]).double()
         return stats, correct
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
@@ -317,7 +322,7 @@ class Trainer:
         stats, correct = self.accumulate_gradients(x, y, gen)
         self._sync_gradients()
         self.optimizer.step()
-        if self.world > 1:
+        if self.distributed:
             dist.all_reduce(stats)
             stats /= self.world
         if self.config.robust:

@@ -43,11 +43,13 @@ def create_attack(
     eps: Annotated[
         float | None,
         Form(gt=0, le=MAX_ATTACK_EPS, allow_inf_nan=False,
-             description="RMS budget (l2) or search bound (l2min, btr); core default if omitted"),
+             description="RMS budget (l2; default 0.01, the paper's adversarial-training "
+                         "budget) or search bound (l2min, btr; default 20)"),
     ] = None,
     steps: Annotated[
         int | None,
-        Form(ge=1, le=MAX_ATTACK_STEPS, description="routine steps; core default if omitted"),
+        Form(ge=1, le=MAX_ATTACK_STEPS,
+             description="routine steps (default 7 for l2, 450 for l2min and btr)"),
     ] = None,
     target: Annotated[
         str | None,

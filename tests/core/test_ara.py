@@ -33,6 +33,21 @@ def test_integration_has_known_answers() -> None:
     assert ara_from_radii(torch.zeros(5), num_classes=10)[0] == 0.0
 
 
+def test_censored_images_count_as_right_and_do_not_stretch_the_curve() -> None:
+    # Five images need 0.5, five are never defeated within the budget: A(r) = 1 until
+    # 0.5, then 0.5; the curve ends at the largest radius found, so the area is
+    # 0.5 · (1 − 0.1) = 0.45. Read as defeated at 0 they would give 0.5 · 0.4 = 0.2.
+    radii = torch.cat([torch.full((5,), 0.5), torch.full((5,), float("nan"))])
+    censored = torch.isnan(radii)
+    value, r, curve = ara_from_radii(radii, num_classes=10, censored=censored)
+    assert value == pytest.approx(0.45, rel=2e-3)
+    assert float(r[-1]) == 0.5 and curve[0] == 1.0 and curve[-1] == 0.5
+    assert ara_from_radii(torch.where(censored, 0.0, radii), 10)[0] == pytest.approx(0.2,
+                                                                                  rel=5e-3)
+    everything, _, curve = ara_from_radii(radii, 10, censored=torch.ones(10, dtype=torch.bool))
+    assert everything == 0.0 and (curve == 1.0).all()
+
+
 def test_evaluation_subset_is_the_seeded_permutation() -> None:
     expected = torch.randperm(10000, generator=torch.Generator().manual_seed(1776))[:7]
     assert torch.equal(evaluation_indices(10000, 7), expected)
@@ -70,6 +85,20 @@ def test_too_small_a_budget_is_a_clear_error(tiny: torch.nn.Module,
         ara(tiny, tiny_images, y, mode="l2min", eps=1e-3, steps=10)
     with pytest.raises(ValueError, match="ARA mode"):
         ara(tiny, tiny_images, y, mode="l2")
+    with pytest.raises(ValueError, match="label 3 is out of range 0..2"):
+        ara(tiny, tiny_images, torch.full((6,), 3), mode="btr")
+
+
+def test_images_not_defeated_within_the_budget_are_censored(tiny: torch.nn.Module,
+                                                            tiny_images: torch.Tensor) -> None:
+    with torch.no_grad():
+        logits = tiny(tiny_images)
+    y = logits.argmax(1)
+    y[0] = logits[0].argmin()  # already defeated: d = 0, not censored
+    result = ara(tiny, tiny_images, y, mode="l2min", eps=1e-4, steps=5, strict=False)
+    assert result.censored == 5 and result.unsettled == 5
+    assert result.radii[0] == 0 and torch.isnan(result.radii[1:]).all()
+    assert result.value == 0.0 and result.curve_accuracy[0] == pytest.approx(5 / 6)
 
 
 @pytest.mark.needs_shared_data
@@ -87,6 +116,7 @@ def test_cli_evaluate_json_and_plot(reference_store: ModelStore, cifar_test_dir:
         assert f"{key} on 40 images: 100%" in result.stderr
     assert report["n_images"] == 40 and 0.4 < report["accuracy"] < 0.9
     assert 0 < report["ara_attack"] < report["ara_btr"] < 0.2
+    assert report["ara_attack_censored"] == report["ara_btr_censored"] == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     acc_only = subprocess.run(
         [sys.executable, "-m", "aex.cli", "evaluate", "ref-standard", "--data",
@@ -116,4 +146,5 @@ def test_save_metrics_keeps_the_training_keys(reference_checkpoint: Callable[[st
     assert metrics["accuracy"] * 30 == pytest.approx(round(metrics["accuracy"] * 30))
     assert metrics["ara_images"] == 12 and 0 < metrics["ara_attack"] < metrics["ara_btr"]
     assert metrics["ara_settings"]["steps"] == 60 and "n_images" not in metrics
+    assert metrics["ara_attack_censored"] == metrics["ara_btr_censored"] == 0
     assert store.get("robust").ara_plot_path.read_bytes()[:4] == b"\x89PNG"

@@ -114,6 +114,37 @@ def test_class_count_must_match(tmp_path: Path) -> None:
                         store=ModelStore(tmp_path))
 
 
+def test_normalisation_and_input_size_come_from_the_weights(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path, include_bundled=False)
+    model = create_model("resnet20", **KW)
+    bare = {k: v for k, v in KW.items() if k not in ("mean", "std", "input_size")}
+    entry = save_checkpoint(model, "derived", arch="resnet20", arch_kwargs=bare,
+                            classes=CLASSES, store=store)
+    assert entry.meta["mean"] == KW["mean"] and entry.meta["std"] == KW["std"]
+    assert entry.meta["input_size"] == [16, 16]
+    assert entry.meta["arch_kwargs"]["mean"] == KW["mean"]
+    # Metadata that contradicts the buffer the network normalises with is refused.
+    with pytest.raises(ValueError, match="disagrees with the model's input_offset buffer"):
+        save_checkpoint(create_model("resnet20", **bare), "wrong", arch="resnet20",
+                        arch_kwargs=KW, classes=CLASSES, store=store)
+    with pytest.raises(ValueError, match="input_size 32 disagrees"):
+        save_checkpoint(model, "wrong", arch="resnet20", arch_kwargs={**KW, "input_size": 32},
+                        classes=CLASSES, store=store)
+
+
+@pytest.mark.parametrize("key", ["mean", "std"])
+def test_loading_refuses_metadata_that_disagrees_with_the_weights(tmp_path: Path,
+                                                                  key: str) -> None:
+    store = ModelStore(tmp_path, include_bundled=False)
+    _save(store)
+    path = tmp_path / "tiny.json"
+    meta = json.loads(path.read_text())
+    meta[key] = [0.9, 0.9, 0.9]
+    path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"metadata {key} .* disagrees with the input_offset"):
+        load_checkpoint("tiny", store=store)
+
+
 def test_cli_models_list_json(tmp_path: Path) -> None:
     store = ModelStore(tmp_path, include_bundled=False)
     _save(store, aliases=["mine"])

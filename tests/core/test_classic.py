@@ -6,7 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from aex.models import CLASSIC_METHODS, ClassicExplainer, attack_comparison, map_similarity
+from aex.models import (
+    ATTACK_DEFAULTS,
+    CLASSIC_METHODS,
+    ClassicExplainer,
+    attack_comparison,
+    map_similarity,
+)
 from aex.models.render import difference_png, grid_png, heatmap_png, image_png
 
 
@@ -61,3 +67,13 @@ def test_attack_comparison(tiny: torch.nn.Module, tiny_images: torch.Tensor) -> 
         attack_comparison(tiny, tiny_images[:1], target=1)
     with pytest.raises(ValueError, match="one image"):
         attack_comparison(tiny, tiny_images[:2])
+
+
+def test_a_bounded_attack_defaults_to_its_own_budget(tiny: torch.nn.Module,
+                                                     tiny_images: torch.Tensor) -> None:
+    # Never the minimal modes' search bound of 20 (method.md §6: ε 0.01, 7 steps).
+    assert ATTACK_DEFAULTS["l2"] == {"eps": 0.01, "steps": 7, "momentum": 0.0}
+    c = attack_comparison(tiny, tiny_images[:1], mode="l2")
+    assert 0 < c.perturbation_rms <= 0.01 + 1e-6
+    with pytest.raises(ValueError, match="attack mode"):
+        attack_comparison(tiny, tiny_images[:1], mode="linf")

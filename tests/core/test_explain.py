@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from aex.contract.targets import choose_targets
 from aex.models import (
     AdversarialExplainer,
     ImageSet,
@@ -91,3 +92,13 @@ def test_robust_reference_explanations_raise_each_target_probability(
     assert len(e.prob_after) == 60
     assert raised >= 0.95
     assert not e.warnings
+
+
+def test_second_is_the_most_confident_class_other_than_the_label_or_prediction() -> None:
+    # The reference: logits with the label's entry set below the minimum, then argmax (ties
+    # to the lower index). Without a label (an upload) the prediction stands in for it.
+    probs = [0.1, 0.5, 0.3, 0.1]
+    assert choose_targets("second", probs) == [2]
+    assert choose_targets("second", probs, label=1) == [2]
+    assert choose_targets("second", probs, label=2) == [1]
+    assert choose_targets("second", [0.4, 0.2, 0.4], label=1) == [0]

@@ -167,3 +167,29 @@ def test_bad_images_are_value_errors(tiny: torch.nn.Module, x: torch.Tensor,
                                      message: str) -> None:
     with pytest.raises(ValueError, match=message):
         perturb(tiny, x, torch.zeros(len(x), dtype=torch.long), mode="l2", eps=0.1, steps=3)
+
+
+@pytest.mark.parametrize("mode", ["l2min", "btr"])
+def test_min_modes_leave_the_image_unchanged_when_the_goal_is_never_met(
+        mode: str, tiny: torch.nn.Module, tiny_images: torch.Tensor) -> None:
+    # As the reference: δ = 0 (not the last pass's δ), told apart by ``success``.
+    y = _labels(tiny, tiny_images)
+    r = perturb(tiny, tiny_images, y, mode=mode, eps=1e-4, steps=5)
+    assert not r.success.any() and (r.first_goal_step == 6).all()
+    assert torch.equal(r.x_adv, tiny_images) and (r.rms == 0).all()
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    (torch.tensor([0, 1, 2, 3, 0, 1]), "label 3 is out of range 0..2"),
+    (torch.tensor([0, 1, -1, 2, 0, 1]), "label -1 is out of range"),
+    (torch.zeros(6), "integer class indices"),
+    (torch.zeros(5, dtype=torch.long), "shape \\(6,\\)"),
+])
+def test_bad_labels_are_value_errors_before_the_routine_runs(
+        tiny: torch.nn.Module, tiny_images: torch.Tensor, labels: torch.Tensor,
+        message: str) -> None:
+    seen: list[float] = []
+    with pytest.raises(ValueError, match=message):
+        perturb(tiny, tiny_images, labels, mode="l2min", eps=1.0, steps=3,
+                progress=seen.append)
+    assert seen == []  # refused at the first pass, before any loss or step

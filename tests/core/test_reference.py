@@ -15,8 +15,6 @@ from aex.models import ImageSet, ModelStore, evaluate_accuracy, evaluation_indic
 from aex.models.data import ImageSet as _ImageSet
 from aex.models.reference import read_reference
 
-pytestmark = pytest.mark.needs_shared_data
-
 # Accuracy of the reference model code on all 10,000 JPEG test images (reference README).
 JPEG_ACCURACY = {"standard": 0.8250, "adv-train": 0.8533, "robust": 0.6664, "all": 0.6681}
 
@@ -26,6 +24,7 @@ def _subset(data: ImageSet, n: int) -> ImageSet:
     return _ImageSet(data.images[idx], data.labels[idx], data.classes)
 
 
+@pytest.mark.needs_shared_data
 @pytest.mark.parametrize("name", sorted(JPEG_ACCURACY))
 def test_seeded_subset_accuracy_matches_the_reference(
         name: str, reference_store: ModelStore, cifar_test: ImageSet) -> None:
@@ -38,6 +37,7 @@ def test_seeded_subset_accuracy_matches_the_reference(
     assert abs(accuracy - p) <= tolerance, (accuracy, p, tolerance)
 
 
+@pytest.mark.needs_shared_data
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(JPEG_ACCURACY))
 def test_full_test_set_accuracy_within_0_003(
@@ -46,6 +46,7 @@ def test_full_test_set_accuracy_within_0_003(
     assert abs(evaluate_accuracy(model, cifar_test) - JPEG_ACCURACY[name]) <= 0.003
 
 
+@pytest.mark.needs_shared_data
 def test_imported_metadata(reference_store: ModelStore) -> None:
     robust = reference_store.get("ref-robust").meta
     assert robust["arch_kwargs"]["act"] == "hhrelu" and robust["arch_kwargs"]["depth"] == 44
@@ -62,6 +63,7 @@ class _Evil:
         return (print, ("pwned",))
 
 
+@pytest.mark.needs_shared_data
 def test_a_file_with_another_pickle_global_is_refused(tmp_path: Path,
                                                       reference_checkpoint: Callable[[str], Path]
                                                       ) -> None:
@@ -85,6 +87,7 @@ def test_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
         read_reference(tmp_path / "missing.pt")
 
 
+@pytest.mark.needs_shared_data
 def test_cli_import_reference(tmp_path: Path, reference_checkpoint: Callable[[str], Path]) -> None:
     cmd = [sys.executable, "-m", "aex.cli", "models", "import-reference",
            str(reference_checkpoint("robust")), "--name", "paper-robust", "--model-dir",

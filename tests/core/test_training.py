@@ -42,9 +42,9 @@ def _trainer(folder: Path, run: Path, resume: bool = False, **kw: object) -> Tra
                    show_progress=False)
 
 
-pytestmark = pytest.mark.needs_shared_data
 
 
+@pytest.mark.needs_shared_data
 def test_standard_training_lowers_the_loss(small_folder: Path, tmp_path: Path) -> None:
     trainer = _trainer(small_folder, tmp_path, epochs=6)
     history = trainer.fit()
@@ -53,6 +53,7 @@ def test_standard_training_lowers_the_loss(small_folder: Path, tmp_path: Path) -
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.needs_shared_data
 def test_robust_training_runs_the_penalty_and_adapts_psi(small_folder: Path,
                                                          tmp_path: Path) -> None:
     trainer = _trainer(small_folder, tmp_path, epochs=2, robust=True, target_loss=5.0)
@@ -64,6 +65,7 @@ def test_robust_training_runs_the_penalty_and_adapts_psi(small_folder: Path,
     assert history[-1].psi == pytest.approx(220 * math.exp(0.02 * trainer.psi.integral))
 
 
+@pytest.mark.needs_shared_data
 def test_adversarial_and_robust_together(small_folder: Path, tmp_path: Path) -> None:
     trainer = _trainer(small_folder, tmp_path, epochs=1, robust=True, adversarial="l2min",
                        max_batches=2)
@@ -99,7 +101,7 @@ def test_robust_loss_is_ce_plus_psi_times_mean_squared_input_gradient() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
-    total, ce, penalty, logits = robust_loss(model, x, y, psi=10.0, zeta=0.0,
+    total, ce, penalty, logits, _ = robust_loss(model, x, y, psi=10.0, zeta=0.0,
                                              generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(logits, model(x).detach())
     assert total.requires_grad
@@ -114,6 +116,7 @@ def test_robust_loss_is_ce_plus_psi_times_mean_squared_input_gradient() -> None:
     assert float(penalty) == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.needs_shared_data
 def test_stopped_and_resumed_equals_uninterrupted(small_folder: Path, tmp_path: Path) -> None:
     straight = _trainer(small_folder, tmp_path / "a", epochs=3, robust=True)
     straight.fit()
@@ -134,6 +137,7 @@ def test_stopped_and_resumed_equals_uninterrupted(small_folder: Path, tmp_path: 
     assert resumed.psi.integral == straight.psi.integral
 
 
+@pytest.mark.needs_shared_data
 def test_resume_with_other_options_is_refused(small_folder: Path, tmp_path: Path) -> None:
     _trainer(small_folder, tmp_path, epochs=1).fit()
     with pytest.raises(ResumeMismatchError, match="lr: saved 0.05 vs now 0.1"):
@@ -144,6 +148,7 @@ def test_resume_with_other_options_is_refused(small_folder: Path, tmp_path: Path
         _trainer(small_folder, tmp_path, epochs=1)
 
 
+@pytest.mark.needs_shared_data
 def test_resume_accepts_a_state_from_before_a_new_option_existed(small_folder: Path,
                                                                  tmp_path: Path) -> None:
     with pytest.raises(_Stop):
@@ -164,6 +169,7 @@ def _stop_after_first(stats: EpochStats) -> None:
     raise _Stop
 
 
+@pytest.mark.needs_shared_data
 def test_registered_checkpoint_matches_the_trained_model(small_folder: Path,
                                                          tmp_path: Path) -> None:
     trainer = _trainer(small_folder, tmp_path / "run", epochs=1, robust=True)
@@ -185,6 +191,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.needs_shared_data
 def test_cli_trains_and_registers(small_folder: Path, tmp_path: Path) -> None:
     test_dir = small_folder  # the same images stand in for a test split
     result = _cli("--train-dir", str(small_folder), "--test-dir", str(test_dir), "--arch",
@@ -202,6 +209,7 @@ def test_cli_trains_and_registers(small_folder: Path, tmp_path: Path) -> None:
     assert 0 <= meta["metrics"]["ara_attack"] <= meta["metrics"]["ara_btr"] < 1
 
 
+@pytest.mark.needs_shared_data
 @pytest.mark.parametrize(("setup", "message"), [
     ("missing", "does not exist"),
     ("empty", "no class subfolders"),
@@ -223,6 +231,7 @@ def test_cli_bad_data_is_a_clear_message(setup: str, message: str, tmp_path: Pat
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.needs_shared_data
 def test_undecodable_images_are_skipped_and_counted(small_folder: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(small_folder, data)
@@ -231,6 +240,7 @@ def test_undecodable_images_are_skipped_and_counted(small_folder: Path, tmp_path
     assert images.skipped == 1 and len(images) == 96
 
 
+@pytest.mark.needs_shared_data
 def test_unknown_architecture_is_a_clear_message(small_folder: Path, tmp_path: Path) -> None:
     result = _cli("--train-dir", str(small_folder), "--arch", "vgg99", "--out",
                   str(tmp_path / "run"))
@@ -245,6 +255,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.needs_shared_data
 def test_two_processes_match_one_process_on_the_combined_batch(small_folder: Path,
                                                                tmp_path: Path) -> None:
     """torchrun with 2 gloo processes against one process that takes both processes'

@@ -135,6 +135,7 @@ def test_classic_methods(http: httpx.Client, method: str) -> None:
     ({"mode": "l2min", "steps": "40"}, None),
     ({"mode": "btr", "steps": "40"}, None),
     ({"mode": "l2", "eps": "2", "steps": "20", "target": "dog"}, "dog"),
+    ({"mode": "l2"}, None),  # a bounded attack's own default budget, not the search bound
 ])
 def test_attacks(http: httpx.Client, fields: dict[str, str], expect: str | None) -> None:
     response = http.post("/v1/attacks", files={"image": ("x.webp", image_bytes("WEBP"),
@@ -144,6 +145,9 @@ def test_attacks(http: httpx.Client, fields: dict[str, str], expect: str | None)
     assert job["status"] == "finished", job
     result = job["result"]
     assert result["mode"] == fields["mode"]
+    eps, steps = {"l2": (0.01, 7), "l2min": (20.0, 450), "btr": (20.0, 450)}[fields["mode"]]
+    assert result["eps"] == float(fields.get("eps", eps))
+    assert result["steps"] == int(fields.get("steps", steps))
     assert result["perturbation_rms"] > 0
     assert result["before"]["class"] in TINY_CLASSES and result["after"]["class"] in TINY_CLASSES
     assert -1.0 <= result["gradcam_similarity"] <= 1.0

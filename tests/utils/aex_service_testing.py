@@ -95,8 +95,7 @@ def make_model(root: Path, name: str, classes: list[str], widths: list[int],
     torch.manual_seed(0)
     kwargs = {"act": act, "num_classes": len(classes), "widths": widths,
               "input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-    model = create_model("resnet20", **{k: v for k, v in kwargs.items()
-                                        if k not in ("mean", "std")})
+    model = create_model("resnet20", **kwargs)
     return save_checkpoint(model, name, arch="resnet20", arch_kwargs=kwargs, classes=classes,
                            aliases=aliases or [], store=ModelStore(root),
                            metrics={"accuracy": 0.5})

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aex_missing import missing
 from aex_service_testing import service_stack
 from aex_web_testing import CHROMIUM, chromium, compare_result, loaded_images, screenshot, upload
 
 if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it",
-                allow_module_level=True)
+    missing(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it")
 pytest.importorskip(
     "playwright.sync_api", reason="the playwright Python package is absent (pip install '.[dev]')")
 

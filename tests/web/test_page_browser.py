@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aex_missing import missing
 from aex_service_testing import (
     TINY_CLASSES,
     Proc,
@@ -39,8 +40,7 @@ from PIL import Image
 from redis import Redis
 
 if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it",
-                allow_module_level=True)
+    missing(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it")
 pytest.importorskip(
     "playwright.sync_api", reason="the playwright Python package is absent (pip install '.[dev]')")
 
