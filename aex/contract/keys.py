@@ -8,7 +8,7 @@ READY_PROBE = f"{PREFIX}:ready-probe"  # written to see that Redis takes writes
 
 
 def upload(job_id: str) -> str:
-    """The uploaded image bytes of a job."""
+    """The uploaded image bytes of a job (a batch's: a hash of upload index -> bytes)."""
     return f"{PREFIX}:upload:{job_id}"
 
 
@@ -19,8 +19,13 @@ def known(job_id: str) -> str:
 
 
 def artifacts(job_id: str) -> str:
-    """Hash of artifact name -> PNG bytes of a job."""
+    """Hash of artifact name -> bytes (PNG, .npy, safetensors) of a job."""
     return f"{PREFIX}:artifacts:{job_id}"
+
+
+def partial(job_id: str) -> str:
+    """List of a running batch's finished image results (JSON), in the order they ended."""
+    return f"{PREFIX}:partial:{job_id}"
 
 
 def cancel(job_id: str) -> str:

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import CallerDep, QueueDep, SettingsDep
-from ..schemas import JobView, Problem
+from ..queue import MEDIA_TYPES
+from ..schemas import JobAccepted, JobView, Problem
+from ._common import accepted
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -64,11 +66,29 @@ def cancel_job(job_id: JobId, queue: QueueDep, caller: CallerDep) -> dict[str, A
     return queue.view(job)
 
 
+@router.post("/{job_id}/rerun", status_code=202, response_model=JobAccepted,
+             responses={**JOB_RESPONSES,
+                        409: {"model": Problem, "description": "not finished, or no record"},
+                        429: {"model": Problem, "description": "queue full; see Retry-After"}},
+             summary="Make a finished job's result again from its record")
+def rerun_job(job_id: JobId, response: Response, queue: QueueDep,
+              caller: CallerDep) -> JobAccepted:
+    """Submit a new job with the finished job's ``result.record``: the same model weights
+    (by sha256), method settings and seed, on the same model inputs (its ``input.png``;
+    for a batch, the images that finished). On CPU the new result matches within float
+    rounding."""
+    job = queue.get(job_id, caller)
+    new = queue.rerun(job, caller)
+    return accepted(response, new.id, str(new.meta["kind"]), str(new.meta["model"]))
+
+
 @router.get(
     "/{job_id}/artifacts/{name}",
     response_class=Response,
-    responses={**JOB_RESPONSES, 200: {"content": {"image/png": {}}, "description": "PNG"}},
-    summary="One picture of a finished job",
+    responses={**JOB_RESPONSES, 200: {"content": {"image/png": {},
+                                                  "application/octet-stream": {}},
+                                      "description": "PNG, .npy or safetensors"}},
+    summary="One picture or array of a finished job",
 )
 def get_artifact(
     job_id: JobId,
@@ -76,7 +96,8 @@ def get_artifact(
     queue: QueueDep,
     caller: CallerDep,
 ) -> Response:
-    """A PNG named in the job's ``result.artifacts``."""
+    """A PNG, ``.npy`` array or safetensors file named in the job's ``result.artifacts``
+    (a running batch's finished images: in ``partial``)."""
     data = queue.artifact(job_id, name, caller)
-    return Response(data, media_type="image/png",
+    return Response(data, media_type=MEDIA_TYPES[name.rsplit(".", 1)[-1]],
                     headers={"Cache-Control": "private, max-age=3600"})
