@@ -46,6 +46,9 @@ def _explain_one(ctx: JobContext, loaded: LoadedModel, job: BatchExplanationJob,
     def progress(fraction: float) -> None:
         ctx.progress((index + fraction) / n)
 
+    if item.error is not None:
+        entry.update(status="failed", error=item.error)
+        return entry, None
     try:
         prepared = decode_for_model(ctx.upload(index), loaded.input_size, loaded.channels,
                                     get_settings().max_pixels)

@@ -127,6 +127,8 @@ class BatchImage(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_NAME)]
     targets: TargetSelection | None = None
+    error: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="why the API could not read this image (it fails alone)")
 
 
 class BatchExplanationJob(_Spec):

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         description="largest width × height an upload may declare (decoded by workers only)",
     )
     max_targets: int = Field(100, ge=1, le=10_000, description="targets in one explanation")
+    max_batch_images: int = Field(100, ge=1, le=1000, description="images in one batch")
+    max_batch_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, le=1 << 32,
+        description="bytes of a batch's images, once unpacked from an archive")
+    max_batch_pixels: int = Field(
+        64 * 1024 * 1024, ge=1024, le=10_000_000_000,
+        description="pixels of a batch's images in all")
     max_queue: int = Field(100, ge=1, le=1_000_000, description="queued jobs before 429")
     retry_after_s: int = Field(10, ge=1, le=3600, description="Retry-After on 429 and 503")
     max_wait_s: float = Field(120.0, ge=0, le=600, description="longest ?wait= long-poll")
