@@ -251,6 +251,25 @@ class JobQueue:
             view["error"] = "the job was canceled"
         return view
 
+    def snapshot(self, job: Job, partial_from: int) -> dict[str, Any]:
+        """What a job's event stream needs now: status, progress, queue position, and a
+        batch's image results from number ``partial_from`` on (cheaper than :meth:`view`)."""
+        try:
+            job.refresh()
+        except NoSuchJobError as exc:
+            raise NotFoundError(f"job {job.id!r} has expired") from exc
+        status = STATUS.get(job.get_status(refresh=False), "queued")
+        partial: list[dict[str, Any]] = []
+        if job.meta.get("kind") == "batch":
+            partial = [json.loads(entry) for entry in
+                       self.connection.lrange(keys.partial(job.id), partial_from, -1)]
+        return {
+            "status": status,
+            "progress": 1.0 if status == "finished" else float(job.meta.get("progress", 0.0)),
+            "position": job.get_position() if status == "queued" else None,
+            "partial": partial,
+        }
+
     def rerun(self, job: Job, caller: Caller) -> Job:
         """Submit a finished job again from its record: the same specification (model
         weights, method settings, seed) on the same model inputs (its ``input.png``s)."""

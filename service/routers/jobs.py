@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import CallerDep, QueueDep, SettingsDep
+from ..exceptions import NotFoundError
 from ..queue import MEDIA_TYPES
 from ..schemas import JobAccepted, JobView, Problem
 from ._common import accepted
@@ -20,6 +24,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 FIRST_POLL_S = 0.05
 MAX_POLL_S = 1.0
 TERMINAL = ("finished", "failed", "canceled")
+EVENT_POLL_S = 0.25  # how often an event stream looks at its job
+KEEPALIVE_S = 10.0  # a comment line after this long without events
 JobId = Annotated[str, Path(max_length=64, description="the id a submission returned")]
 JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "unknown job (or another API key's)"},
@@ -53,6 +59,70 @@ async def get_job(
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(2 * pause, MAX_POLL_S)
     return await run_in_threadpool(queue.view, job)
+
+
+def _event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={**JOB_RESPONSES,
+               200: {"content": {"text/event-stream": {}},
+                     "description": "server-sent events until the job ends"}},
+    summary="A job's progress as server-sent events",
+)
+async def job_events(job_id: JobId, queue: QueueDep, settings: SettingsDep,
+                     caller: CallerDep) -> StreamingResponse:
+    """Server-sent events, each a JSON object: ``queued`` (``position``, 0 = next) while
+    it waits, ``progress`` (``status``, ``progress``) as it runs, ``partial`` (one
+    finished image of a batch, as in ``partial`` of the job view) as each ends, and last
+    ``end``: the job's view (``GET /v1/jobs/{id}``), final status and result included. A
+    comment line every few seconds keeps the connection open; a stream ends after the
+    job's time limit has passed twice."""
+    job = await run_in_threadpool(queue.get, job_id, caller)
+
+    async def stream() -> AsyncIterator[bytes]:
+        deadline = time.monotonic() + 2 * settings.job_timeout_s + settings.max_wait_s
+        sent: dict[str, Any] = {}
+        count, quiet = 0, time.monotonic()
+        while time.monotonic() < deadline:
+            try:
+                now = await run_in_threadpool(queue.snapshot, job, count)
+            except NotFoundError as exc:
+                yield _event("end", {"id": job.id, "status": "expired", "error": str(exc)})
+                return
+            events = []
+            if now["status"] == "queued" and sent.get("position") != now["position"]:
+                events.append(_event("queued", {"id": job.id, "position": now["position"]}))
+            for entry in now["partial"]:
+                events.append(_event("partial", entry))
+            count += len(now["partial"])
+            state = (now["status"], now["progress"])
+            if now["status"] != "queued" and sent.get("state") != state:
+                events.append(_event("progress", {"id": job.id, "status": now["status"],
+                                                  "progress": now["progress"]}))
+            sent.update(position=now["position"], state=state)
+            if now["status"] in TERMINAL:
+                view = await run_in_threadpool(queue.view, job)
+                events.append(_event("end", JobView.model_validate(view).model_dump(
+                    mode="json", by_alias=True)))
+            for event in events:
+                yield event
+            if now["status"] in TERMINAL:
+                return
+            if events:
+                quiet = time.monotonic()
+            elif time.monotonic() - quiet > KEEPALIVE_S:
+                quiet = time.monotonic()
+                yield b": keepalive\n\n"
+            await asyncio.sleep(EVENT_POLL_S)
+        yield _event("end", {"id": job.id, "status": "timeout",
+                             "error": "the event stream ended before the job did"})
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.delete("/{job_id}", response_model=JobView,

@@ -191,3 +191,81 @@ def test_twenty_image_zip_streams_and_fails_one_alone(http: httpx.Client) -> Non
     assert len(result["record"]["inputs"]) == 19
     grid = Image.open(io.BytesIO(http.get(links(job)["0000-grid.png"]).content))
     assert grid.height > 2 * 128  # a row per method, and the colour bar
+
+
+def read_events(http: httpx.Client, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    events, name = [], ""
+    with http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line[5:])))
+    return events
+
+
+def test_server_sent_events_from_queue_to_end(http: httpx.Client) -> None:
+    blocker = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
+                        data={"model": "slow", "targets": "predicted", "steps": "60"}).json()
+    parts = [("image", (f"{n}.png", noise_png((32, 32), seed=n), "image/png")) for n in range(3)]
+    batch = http.post("/v1/explanations", files=parts,
+                      data={"targets": "predicted", "steps": "30"}).json()
+    events = read_events(http, batch["id"])
+    names = [name for name, _ in events]
+    assert names[0] == "queued" and events[0][1]["position"] == 0
+    assert "progress" in names
+    assert [data["index"] for name, data in events if name == "partial"] == [0, 1, 2]
+    assert names[-1] == "end" and names.count("end") == 1
+    end = events[-1][1]
+    assert end["status"] == "finished" and len(end["result"]["images"]) == 3
+    progress = [data["progress"] for name, data in events if name == "progress"]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert wait_job(http, blocker["id"])["status"] == "finished"
+    assert http.get("/v1/jobs/" + "0" * 32 + "/events").status_code == 404
+
+
+def test_client_and_cli_send_a_folder_and_resume(stack: dict[str, Any], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from aex.cli import main
+    from aex.client import Client
+
+    folder = tmp_path / "in"
+    for n in range(5):
+        path = folder / ("a" if n % 2 else "b") / f"{n}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(noise_png((32, 32), seed=n))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    command = ["remote", "--url", stack["url"], "explain", str(folder), "--out", str(out),
+               "--batch-size", "2", "--method", "adversarial,saliency", "--steps", "3",
+               "--targets", "predicted"]
+    assert main(command) == 1  # one image failed
+    text = capsys.readouterr()
+    assert "5 of 6 images explained" in text.out and "broken.png" in text.out
+    assert "6/6 images" in text.err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
+    assert written == ["a/1.png.json", "a/3.png.json", "b/0.png.json", "b/2.png.json",
+                       "b/4.png.json"]
+    entry = json.loads((out / "a/3.png.json").read_text())
+    assert entry["status"] == "finished" and entry["file"] == "a/3.png"
+    assert [m["method"] for m in entry["explanations"]] == ["adversarial", "saliency"]
+    kept = json.loads((out / "b/0.png.json").read_text())["job"]
+    (out / "a/3.png.json").unlink()
+    assert main(command) == 1
+    text = capsys.readouterr()
+    assert "(resumed)" in text.err
+    assert json.loads((out / "b/0.png.json").read_text())["job"] == kept
+    assert json.loads((out / "a/3.png.json").read_text())["job"] != kept
+    seen: list[str] = []
+    with Client(stack["url"]) as client:
+        done = client.explain_batch([folder / "a" / "1.png", noise_png((32, 32))],
+                                    methods=["gradcam"], image_targets=[["dog"], None],
+                                    on_event=lambda name, data: seen.append(name))
+        images = done.result["images"]
+        assert [t["class"] for t in images[0]["explanations"][0]["targets"]] == ["dog"]
+        assert seen[-1] == "end" and seen.count("partial") == 2
+        again = client.rerun(done.id)
+        assert again.result["record"]["inputs"] == done.result["record"]["inputs"]
