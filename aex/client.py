@@ -213,7 +213,8 @@ class Client:
     # jobs
     def _submit(self, path: str, image: ImageInput | Sequence[ImageInput],
                 fields: dict[str, Any]) -> dict[str, Any]:
-        images = list(image) if isinstance(image, list | tuple) else [image]
+        images: list[ImageInput] = (list(image) if isinstance(image, list | tuple)
+                                     else [image])  # type: ignore[list-item]
         form = {k: str(v) for k, v in fields.items() if v is not None}
         files = []
         for one in images:

@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis import Redis
 from pydantic import ValidationError
+from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
@@ -132,9 +132,10 @@ class JobQueue:
         return int(self.connection.zcount(keys.WORKERS, time.time(), "+inf"))
 
     def submit(self, spec: JobSpec, upload: bytes | list[bytes],
-               owner: str | None = None) -> Job:
-        """Store ``upload`` (a batch's: one per image, in order) and enqueue the job ``spec`` (validated when it was built; the
-        worker validates it again) for the caller whose key hashes to ``owner``.
+               owner: str | None = None, callback: str | None = None) -> Job:
+        """Store ``upload`` (a batch's: one per image, in order) and enqueue the job
+        ``spec`` (validated when it was built; the worker validates it again) for the
+        caller whose key hashes to ``owner``, with its webhook ``callback`` URL (checked).
 
         The queue-length check and the enqueue are one transaction (``WATCH`` on the
         queue), so concurrent submissions never overshoot ``max_queue``: past it,
@@ -151,7 +152,8 @@ class JobQueue:
             result_ttl=s.result_ttl_s,
             failure_ttl=s.failure_ttl_s,
             retry=Retry(max=s.job_retries) if s.job_retries else None,
-            meta={"kind": kind, "model": model, "progress": 0.0, "owner": owner},
+            meta={"kind": kind, "model": model, "progress": 0.0, "owner": owner,
+                  "callback": callback},
             description=f"{kind} with model {model}",
         )
         deadline = time.monotonic() + SUBMIT_CONTENTION_S

@@ -5,6 +5,7 @@ from __future__ import annotations
 PREFIX = "aex"
 WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> end of its liveness (unix s)
 READY_PROBE = f"{PREFIX}:ready-probe"  # written to see that Redis takes writes
+WEBHOOKS = f"{PREFIX}:webhooks"  # sorted set: pending delivery (JSON) -> when it is due
 
 
 def upload(job_id: str) -> str:

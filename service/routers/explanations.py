@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
 from aex.contract.errors import ImageTooLargeError, InvalidJobError
+from aex.contract.imaging import inspect_image
 from aex.contract.jobs import (
     EXPLAIN_METHODS,
     MAX_EXPLAIN_STEPS,
@@ -18,8 +19,8 @@ from aex.contract.jobs import (
     ExplainMethod,
     ExplanationJob,
 )
-from aex.contract.imaging import inspect_image
 from aex.contract.settings import Settings
+from aex.contract.webhooks import check_callback
 from aex.models.store import CheckpointEntry
 
 from ..batches import archive_kind, read_batch
@@ -157,6 +158,13 @@ def create_explanation(
                          "string such as 'cat,dog', a list of classes, or null for targets)",
              examples=['["cat", ["dog", 3], null]']),
     ] = None,
+    callback: Annotated[
+        str | None,
+        Form(max_length=2000,
+             description="a URL that gets a signed POST (HMAC-SHA256, X-Aex-Signature) when "
+                         "the job ends; it must be on the operator's AEX_WEBHOOK_ALLOW list",
+             examples=["https://tools.internal/aex-hook"]),
+    ] = None,
     seed: Annotated[
         int | None,
         Form(ge=0, le=MAX_SEED, description="seed torch before each method (SmoothGrad's "
@@ -175,6 +183,8 @@ def create_explanation(
     gives each target's probability before and after and links to the images.
     """
     methods = parse_methods(method)
+    if callback is not None:
+        check_callback(callback, settings.webhook_allow if settings.webhook_secret else [])
     entry = resolve_model(store, model)
     adversarial = "adversarial" in methods
     if len(image) > settings.max_batch_images:
@@ -191,12 +201,12 @@ def create_explanation(
             rho=rho if adversarial else None, steps=steps if adversarial else None,
             seed=seed,
         )
-        job = queue.submit(spec, parts[0][1], caller.owner)
+        job = queue.submit(spec, parts[0][1], caller.owner, callback)
     else:
         batch, uploads = _batch_spec(parts, entry, settings, methods, targets, image_targets,
                                      rho if adversarial else None,
                                      steps if adversarial else None, seed)
-        job = queue.submit(batch, uploads, caller.owner)
+        job = queue.submit(batch, uploads, caller.owner, callback)
     kind = str(job.meta["kind"])
     request.app.state.metrics.submitted.labels(kind).inc()
     return accepted(response, job.id, kind, entry.name)

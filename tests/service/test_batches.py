@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,51 @@ from PIL import Image
 HEAT_ALPHA = 0.55
 
 
+SECRET = "test-webhook-secret"
+
+
+class Receiver:
+    """A local webhook receiver: answers 500 to the first ``fail`` deliveries, then 200."""
+
+    def __init__(self, fail: int = 1) -> None:
+        self.deliveries: list[tuple[dict[str, str], bytes, int]] = []
+        self.fail = fail
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if len(receiver.deliveries) < receiver.fail else 200
+                receiver.deliveries.append((dict(self.headers), body, status))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
-def stack(redis_url: str, model_dir: Path,
+def receiver() -> Iterator[Receiver]:
+    hooks = Receiver()
+    yield hooks
+    hooks.close()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, model_dir: Path, receiver: Receiver,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with service_stack(redis_url, model_dir, tmp_path_factory.mktemp("logs")) as running:
+    with service_stack(redis_url, model_dir, tmp_path_factory.mktemp("logs"),
+                       AEX_WEBHOOK_ALLOW=receiver.url, AEX_WEBHOOK_SECRET=SECRET,
+                       AEX_WEBHOOK_BACKOFF_S="0.2") as running:
         yield running
 
 
@@ -146,7 +189,8 @@ def test_twenty_image_zip_streams_and_fails_one_alone(http: httpx.Client) -> Non
     for n in range(20):
         name = f"set/{n:02d}.png"
         members[name] = noise_png((32, 32), seed=n)
-        manifest[name] = [TINY_CLASSES[n % 3]] if n % 2 else f"{TINY_CLASSES[n % 3]},{TINY_CLASSES[(n + 1) % 3]}"
+        pair = f"{TINY_CLASSES[n % 3]},{TINY_CLASSES[(n + 1) % 3]}"
+        manifest[name] = [TINY_CLASSES[n % 3]] if n % 2 else pair
     members["set/07.png"] = noise_png((32, 32), seed=7)[:-40]  # truncated: fails alone
     members["manifest.json"] = json.dumps(manifest).encode()
     buffer = io.BytesIO()
@@ -269,3 +313,30 @@ def test_client_and_cli_send_a_folder_and_resume(stack: dict[str, Any], tmp_path
         assert seen[-1] == "end" and seen.count("partial") == 2
         again = client.rerun(done.id)
         assert again.result["record"]["inputs"] == done.result["record"]["inputs"]
+
+
+def test_a_webhook_arrives_signed_and_is_retried(http: httpx.Client, receiver: Receiver) -> None:
+    from aex.contract.webhooks import verify
+
+    for url, words in [("http://127.0.0.1:1/hooks", "allow-list"),
+                       (receiver.url + "/../../elsewhere", ".. segments"),
+                       (receiver.url + "-not/x", "allow-list"),
+                       ("ftp://127.0.0.1/hooks", "http or https")]:
+        response = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
+                             data={"callback": url})
+        assert response.status_code == 422 and words in response.json()["detail"], url
+    job = explain(http, [("x.png", image_bytes())], targets="predicted", steps=3,
+                  callback=receiver.url + "/job")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(d[2] == 200 for d in receiver.deliveries):
+        time.sleep(0.1)
+    assert [status for *_, status in receiver.deliveries] == [500, 200]
+    (headers, body, _), (headers2, body2, _) = receiver.deliveries
+    assert verify(SECRET, headers2, body2) and verify(SECRET, headers, body)
+    assert not verify("another secret", headers2, body2)
+    assert not verify(SECRET, headers2, body2.replace(b"finished", b"failed"))
+    delivered = json.loads(body2)
+    assert delivered == {"event": "job.ended", "id": job["id"], "kind": "explanation",
+                         "model": "tiny", "status": "finished", "error": None,
+                         "ended_at": delivered["ended_at"], "status_url": job["status_url"]}
+    assert headers2["X-Aex-Delivery"] == f"{job['id']}.1"
