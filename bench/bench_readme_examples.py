@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--model", default="paper-robust")
     parser.add_argument("--image", type=Path,
                         default=ROOT / ".cache" / "data" / "test" / "cat" / "0055.jpg")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     data = args.image.read_bytes()

@@ -9,6 +9,7 @@ URLs. The science lives in ``aex.models``; nothing here re-implements it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from typing import Any
 
@@ -135,7 +136,11 @@ def attack(spec: dict[str, Any]) -> dict[str, Any]:
         watch.lap("attack_s")
         names = ctx.store_artifacts(artifacts)
         watch.lap("store_s")
-        settings = {"mode": mode, **_given(eps=eps, steps=steps, target=target)}
+        defaults = {name: p.default
+                    for name, p in inspect.signature(attack_comparison).parameters.items()
+                    if name in ("eps", "steps", "momentum", "clip")}
+        settings = {"mode": mode, **defaults, **_given(eps=eps, steps=steps), "target": target,
+                    "gradcam": "the predicted class, before and after"}
         record = make_record("attack", job.model_dump(mode="json"), loaded, job.sha256,
                              {"attack": settings}, None,
                              [hashlib.sha256(artifacts["input.png"]).hexdigest()],

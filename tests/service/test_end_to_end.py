@@ -153,6 +153,10 @@ def test_attacks(http: httpx.Client, fields: dict[str, str], expect: str | None)
     assert isinstance(result["success"], bool)
     if expect:
         assert result["target"]["class"] == expect
+    settings = result["record"]["settings"]["attack"]
+    assert settings["mode"] == fields["mode"] and settings["steps"] == int(fields["steps"])
+    assert settings["eps"] == float(fields.get("eps", 20.0)) and settings["momentum"] == 0.9
+    assert len(result["record"]["inputs"]) == 1 and result["record"]["seed"] is None
     assert set(result["artifacts"]) == {"input.png", "adversarial.png", "difference.png",
                                         "gradcam_before.png", "gradcam_after.png"}
     check_artifacts(http, result)
