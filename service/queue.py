@@ -23,7 +23,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from aex.contract import keys
+from aex.contract import keys, webhooks
 from aex.contract.connection import connect
 from aex.contract.errors import InvalidJobError
 from aex.contract.jobs import SPEC_TYPES, BatchExplanationJob, JobSpec, job_function
@@ -317,6 +317,9 @@ class JobQueue:
         if status == "queued":
             job.cancel()
             self.connection.delete(keys.upload(job.id))
+            if job.meta.get("callback"):  # a worker's sender delivers it
+                self.connection.zadd(keys.WEBHOOKS, {
+                    webhooks.delivery(job.id, job.meta["callback"]): time.time()})
             logger.info("canceled queued job %s", job.id)
         elif status == "started":
             self.connection.set(keys.cancel(job.id), b"1", ex=self.settings.job_timeout_s + 60)

@@ -37,8 +37,8 @@ def schedule(connection: Redis, job: Job, attempt: int = 0, delay_s: float = 0.0
     url = job.meta.get("callback")
     if not url:
         return
-    entry = json.dumps({"job": job.id, "url": url, "attempt": attempt})
-    connection.zadd(keys.WEBHOOKS, {entry: time.time() + delay_s})
+    connection.zadd(keys.WEBHOOKS,
+                    {webhooks.delivery(job.id, url, attempt): time.time() + delay_s})
 
 
 def payload(job: Job) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -53,6 +54,11 @@ def check_callback(url: str, allow: list[str]) -> str:
                 path == e_path or path.startswith(prefix)):
             return url
     raise InvalidJobError(f"callback {url!r} is not on this service's webhook allow-list")
+
+
+def delivery(job_id: str, url: str, attempt: int = 0) -> str:
+    """A pending delivery as it waits in Redis (:data:`aex.contract.keys.WEBHOOKS`)."""
+    return json.dumps({"job": job_id, "url": url, "attempt": attempt})
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -340,3 +340,15 @@ def test_a_webhook_arrives_signed_and_is_retried(http: httpx.Client, receiver: R
                          "model": "tiny", "status": "finished", "error": None,
                          "ended_at": delivered["ended_at"], "status_url": job["status_url"]}
     assert headers2["X-Aex-Delivery"] == f"{job['id']}.1"
+    blocker = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
+                        data={"model": "slow", "targets": "predicted", "steps": "100"}).json()
+    waiting = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
+                        data={"callback": receiver.url}).json()
+    assert http.delete(f"/v1/jobs/{waiting['id']}").json()["status"] == "canceled"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(receiver.deliveries) < 3:
+        time.sleep(0.1)
+    headers3, body3, _ = receiver.deliveries[2]
+    assert verify(SECRET, headers3, body3)
+    assert json.loads(body3)["id"] == waiting["id"] and json.loads(body3)["status"] == "canceled"
+    assert wait_job(http, blocker["id"])["status"] == "finished"
