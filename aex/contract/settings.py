@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(100, ge=1, le=1_000_000, description="queued jobs before 429")
     retry_after_s: int = Field(10, ge=1, le=3600, description="Retry-After on 429 and 503")
     max_wait_s: float = Field(120.0, ge=0, le=600, description="longest ?wait= long-poll")
+    max_event_streams: int = Field(
+        100, ge=1, le=100_000, description="open /events streams per API process before 429")
     # webhooks
     webhook_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -8,12 +8,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import CallerDep, QueueDep, SettingsDep
-from ..exceptions import NotFoundError
+from ..exceptions import NotFoundError, QueueFullError
 from ..queue import MEDIA_TYPES
 from ..schemas import JobAccepted, JobView, Problem
 from ._common import accepted
@@ -70,11 +70,12 @@ def _event(name: str, data: Any) -> bytes:
     response_class=StreamingResponse,
     responses={**JOB_RESPONSES,
                200: {"content": {"text/event-stream": {}},
-                     "description": "server-sent events until the job ends"}},
+                     "description": "server-sent events until the job ends"},
+               429: {"model": Problem, "description": "too many open streams; Retry-After"}},
     summary="A job's progress as server-sent events",
 )
-async def job_events(job_id: JobId, queue: QueueDep, settings: SettingsDep,
-                     caller: CallerDep) -> StreamingResponse:
+async def job_events(job_id: JobId, request: Request, queue: QueueDep,
+                     settings: SettingsDep, caller: CallerDep) -> StreamingResponse:
     """Server-sent events, each a JSON object: ``queued`` (``position``, 0 = next) while
     it waits, ``progress`` (``status``, ``progress``) as it runs, ``partial`` (one
     finished image of a batch, as in ``partial`` of the job view) as each ends, and last
@@ -82,8 +83,23 @@ async def job_events(job_id: JobId, queue: QueueDep, settings: SettingsDep,
     comment line every few seconds keeps the connection open; a stream ends after the
     job's time limit has passed twice."""
     job = await run_in_threadpool(queue.get, job_id, caller)
+    state = request.app.state
+    open_streams = getattr(state, "event_streams", 0)
+    if open_streams >= settings.max_event_streams:
+        raise QueueFullError(
+            f"this API process already streams {open_streams} jobs' events "
+            f"(AEX_MAX_EVENT_STREAMS); retry in {settings.retry_after_s} s, or poll "
+            "GET /v1/jobs/{id}?wait=", headers={"Retry-After": str(settings.retry_after_s)})
 
     async def stream() -> AsyncIterator[bytes]:
+        state.event_streams = getattr(state, "event_streams", 0) + 1
+        try:
+            async for chunk in events():
+                yield chunk
+        finally:
+            state.event_streams -= 1
+
+    async def events() -> AsyncIterator[bytes]:
         deadline = time.monotonic() + 2 * settings.job_timeout_s + settings.max_wait_s
         sent: dict[str, Any] = {}
         count, quiet = 0, time.monotonic()

@@ -183,3 +183,20 @@ def test_bad_methods_and_image_targets(make_client: Any, redis_db: Redis) -> Non
     assert queued(redis_db) == 0
     gz = gzip.compress(b"not a tar at all")
     assert post(client, [("x.gz", gz)]).status_code == 422
+
+
+def test_event_streams_are_bounded(make_client: Any) -> None:
+    client = make_client(max_event_streams=1)
+    job_id = post(client, [("x.png", image_bytes())]).json()["id"]
+    client.app.state.event_streams = 1  # one stream already open in this process
+    response = client.get(f"/v1/jobs/{job_id}/events")
+    assert response.status_code == 429 and "AEX_MAX_EVENT_STREAMS" in response.json()["detail"]
+    assert response.headers["retry-after"]
+    client.app.state.event_streams = 0
+    client.delete(f"/v1/jobs/{job_id}")
+    with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        assert stream.status_code == 200
+        text = "".join(stream.iter_text())
+    last = text.rstrip().split("\n\n")[-1]
+    assert last.startswith("event: end\ndata: ") and '"status": "canceled"' in last
+    assert client.app.state.event_streams == 0
