@@ -18,17 +18,20 @@ from aex.contract.jobs import (
     BatchImage,
     ExplainMethod,
     ExplanationJob,
+    parse_spec,
 )
 from aex.contract.settings import Settings
 from aex.contract.webhooks import check_callback
-from aex.models.store import CheckpointEntry
+from aex.models.store import CheckpointEntry, ModelStore
 
 from ..batches import archive_kind, read_batch
 from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
+from ..exceptions import ConflictError
 from ..schemas import JobAccepted
 from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_model, resolve_targets
 
 MAX_IMAGE_TARGETS_TEXT = 200_000
+MAX_RECORD_TEXT = 1_000_000
 
 
 def parse_methods(text: str) -> list[ExplainMethod]:
@@ -69,6 +72,38 @@ def _resolve(targets: Any, entry: CheckpointEntry, settings: Settings) -> Any:
         return None
     text = targets if isinstance(targets, str) else json.dumps(targets)
     return resolve_targets(text, entry, settings.max_targets)
+
+
+def _from_record(text: str, image: list[UploadFile], store: ModelStore, settings: Settings,
+                 ) -> tuple[ExplanationJob | BatchExplanationJob, bytes | list[bytes]]:
+    """The specification a result's ``record`` names, on the uploaded images (one per
+    image of the record, in its order), and their bytes; 4xx when they do not fit."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidJobError(f"record is not valid JSON: {exc}") from exc
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in ("explanation", "batch") or not isinstance(data.get("spec"), dict):
+        raise InvalidJobError("record must be the record of an explanation or batch result "
+                              "(its kind and spec)")
+    spec: ExplanationJob | BatchExplanationJob = (
+        parse_spec(data["spec"], ExplanationJob) if kind == "explanation"
+        else parse_spec(data["spec"], BatchExplanationJob))
+    entry = resolve_model(store, spec.model)
+    if entry.sha256 != spec.sha256:
+        raise ConflictError(f"model {spec.model!r} here has weights {entry.sha256[:12]}..., "
+                            f"not the recorded {spec.sha256[:12]}...: the record cannot be "
+                            "made again on this service")
+    parts = [read_upload(part, settings) for part in image]
+    if isinstance(spec, ExplanationJob):
+        if len(parts) != 1:
+            raise InvalidJobError("an explanation's record takes one image (its input.png)")
+        return spec, parts[0]
+    kept = [item for item in spec.images if item.error is None]
+    if len(parts) != len(kept):
+        raise InvalidJobError(f"this batch's record takes {len(kept)} images (the input.png of "
+                              f"each image that finished, in order), not {len(parts)}")
+    return spec.model_copy(update={"images": kept}), parts
 
 
 def _batch_spec(parts: list[tuple[str, bytes]], entry: CheckpointEntry, settings: Settings,
@@ -165,6 +200,13 @@ def create_explanation(
                          "the job ends; it must be on the operator's AEX_WEBHOOK_ALLOW list",
              examples=["https://tools.internal/aex-hook"]),
     ] = None,
+    record: Annotated[
+        str | None,
+        Form(max_length=MAX_RECORD_TEXT,
+             description="a result's record (JSON): make that result again on these images "
+                         "(its input.png files), with the record's model weights, methods, "
+                         "targets, settings and seed; the other fields are ignored"),
+    ] = None,
     seed: Annotated[
         int | None,
         Form(ge=0, le=MAX_SEED, description="seed torch before each method (SmoothGrad's "
@@ -182,9 +224,14 @@ def create_explanation(
     smallest visible change that the robust network needs (method.md §4); the result
     gives each target's probability before and after and links to the images.
     """
-    methods = parse_methods(method)
     if callback is not None:
         check_callback(callback, settings.webhook_allow if settings.webhook_secret else [])
+    if record is not None:
+        recorded, uploads = _from_record(record, image, store, settings)
+        job = queue.submit(recorded, uploads, caller.owner, callback)
+        request.app.state.metrics.submitted.labels(recorded.kind).inc()
+        return accepted(response, job.id, recorded.kind, recorded.model)
+    methods = parse_methods(method)
     entry = resolve_model(store, model)
     adversarial = "adversarial" in methods
     if len(image) > settings.max_batch_images:

@@ -176,6 +176,22 @@ def test_a_rerun_reproduces_the_result(http: httpx.Client) -> None:
         for info in old["arrays"]:
             assert np.allclose(array(http, links(again)[info["name"]]),
                                array(http, links(job)[info["name"]]), atol=1e-6, rtol=1e-5)
+    record = adversarial["result"]["record"]
+    model_input = http.get(links(adversarial)["input.png"]).content
+    again = explain(http, [("input.png", model_input)], record=json.dumps(record),
+                    method="saliency", targets="predicted")  # the record wins
+    assert again["result"]["record"]["spec"] == record["spec"]
+    for info in adversarial["result"]["arrays"]:
+        assert np.allclose(array(http, links(again)[info["name"]]),
+                           array(http, links(adversarial)[info["name"]]), atol=1e-6, rtol=1e-5)
+    forged = {**record, "spec": {**record["spec"], "sha256": "0" * 64}}
+    response = http.post("/v1/explanations", files={"image": ("x.png", model_input)},
+                         data={"record": json.dumps(forged)})
+    assert response.status_code == 409 and "cannot be made again" in response.json()["detail"]
+    response = http.post("/v1/explanations", files=[("image", ("a.png", model_input)),
+                                                    ("image", ("b.png", model_input))],
+                         data={"record": json.dumps(record)})
+    assert response.status_code == 422 and "takes one image" in response.json()["detail"]
     running = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
                         data={"model": "slow", "steps": "200"}).json()
     response = http.post(f"/v1/jobs/{running['id']}/rerun")
