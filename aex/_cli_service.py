@@ -320,7 +320,7 @@ def _report(done: Any, args: argparse.Namespace) -> None:
         say(json.dumps(result, indent=2))
     if args.out:
         paths = done.save(args.out)
-        say(f"saved {len(paths)} pictures in {args.out}")
+        say(f"saved {len(paths)} files (pictures and arrays) in {args.out}")
 
 
 def _remote_call(args: argparse.Namespace, call: str, **options: Any) -> Any:

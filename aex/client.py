@@ -8,7 +8,7 @@ Example::
         done = client.explain("cat.png", targets="all")
         done.result["predictions"][0]          # {"class": "cat", "index": 3, ...}
         done.image("grid.png").show()           # a PIL image
-        done.save("out/")                       # every artifact as a PNG file
+        done.save("out/")                       # every artifact (PNGs, arrays)
 """
 
 from __future__ import annotations
