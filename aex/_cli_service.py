@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = "http://127.0.0.1:8000"
 WORKER_STOP_S = 10.0  # default of --stop-grace
 UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
+BATCH_SIZE = 16  # images per job of `aex remote explain DIR`
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def say(text: str = "") -> None:
@@ -68,12 +70,21 @@ def register(sub: Any) -> None:
     remote.add_argument("--api-key", default=os.environ.get("AEX_API_KEY"),
                         help="X-API-Key to send (default $AEX_API_KEY)")
     rsub = remote.add_subparsers(dest="remote_command", required=True)
-    explain = rsub.add_parser("explain", help="explain an image's classification")
-    explain.add_argument("image", type=Path)
+    explain = rsub.add_parser(
+        "explain", help="explain an image's classification, or a folder's or several files' "
+                        "in batches (with --out: one JSON file per image; a run resumes)")
+    explain.add_argument("image", type=Path, nargs="+", metavar="DIR|FILE",
+                         help="an image; several, or a folder (searched recursively), "
+                              "make batches")
     explain.add_argument("--model", help="model name or alias (default: the default model)")
     explain.add_argument("--method", default="adversarial",
-                         choices=["adversarial", "saliency", "integrated_gradients",
-                                  "smoothgrad", "gradcam"])
+                         help="adversarial, saliency, integrated_gradients, smoothgrad, "
+                              "gradcam; several comma-separated")
+    explain.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                         help="images per job when explaining several (default %(default)s)")
+    explain.add_argument("--seed", type=int, help="seed for methods that draw noise")
+    explain.add_argument("--no-progress", action="store_true",
+                         help="no progress bar for batches")
     explain.add_argument("--targets", default="all",
                          help="all, true, predicted, second, or classes: cat,dog,3")
     explain.add_argument("--rho", type=float, help="perturbation budget (adversarial)")
@@ -309,7 +320,7 @@ def _report(done: Any, args: argparse.Namespace) -> None:
         say(json.dumps(result, indent=2))
     if args.out:
         paths = done.save(args.out)
-        say(f"saved {len(paths)} pictures in {args.out}")
+        say(f"saved {len(paths)} files (pictures and arrays) in {args.out}")
 
 
 def _remote_call(args: argparse.Namespace, call: str, **options: Any) -> Any:
@@ -327,9 +338,115 @@ def _remote_call(args: argparse.Namespace, call: str, **options: Any) -> Any:
     return done.result
 
 
+def _images_under(inputs: list[Path]) -> list[tuple[str, Path]]:
+    """(output name, file) of each image to explain: a folder's images (recursively, by
+    their path inside it) or the files given (by name)."""
+    from aex.cli import CommandError
+
+    found: list[tuple[str, Path]] = []
+    for given in inputs:
+        if given.is_dir():
+            found += [(path.relative_to(given).as_posix(), path)
+                      for path in sorted(given.rglob("*"))
+                      if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+        elif given.is_file():
+            found.append((given.name, given))
+        else:
+            raise CommandError(f"no such image file or folder: {given}")
+    names = [name for name, _ in found]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise CommandError(f"two inputs would write the same output: {', '.join(twice[:5])}")
+    if not found:
+        raise CommandError("no PNG, JPEG or WebP image found in "
+                           f"{', '.join(str(i) for i in inputs)}")
+    return found
+
+
+class _Bar:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, shown: bool) -> None:
+        self.total, self.shown, self.done = total, shown, 0
+
+    def show(self, done: int, note: str = "") -> None:
+        self.done = done
+        if self.shown:
+            filled = int(30 * done / max(1, self.total))
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} "
+                             f"images {note}".ljust(79))
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` atomically (a run stopped half way leaves no partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data, indent=2))
+    partial.replace(path)
+
+
+def _remote_explain_batches(args: argparse.Namespace) -> int:
+    from aex.cli import CommandError
+    from aex.client import JobFailedError, ServiceError
+
+    if args.out is None:
+        raise CommandError("explaining several images needs --out DIR (one JSON file per image)")
+    if not 1 <= args.batch_size <= 1000:
+        raise CommandError("--batch-size must be 1-1000")
+    images = _images_under(args.image)
+    todo = [(name, path) for name, path in images
+            if not (args.out / f"{name}.json").is_file()]
+    bar = _Bar(len(images), not args.no_progress)
+    done = len(images) - len(todo)
+    failed: list[str] = []
+    bar.show(done, "(resumed)" if done else "")
+    with _client(args) as client:
+        for start in range(0, len(todo), args.batch_size):
+            chunk = todo[start:start + args.batch_size]
+            base = done
+
+            def seen(name: str, data: dict[str, Any], _base: int = base) -> None:
+                if name == "partial":
+                    bar.show(_base + int(data["index"]) + 1)
+
+            try:
+                job = client.explain_batch(
+                    [path for _, path in chunk], methods=args.method, targets=args.targets,
+                    model=args.model, rho=args.rho, steps=args.steps, seed=args.seed,
+                    on_event=seen, timeout=args.timeout)
+            except (ServiceError, JobFailedError) as exc:
+                bar.close()
+                raise CommandError(f"{exc} (the images done so far are saved; run again "
+                                   "to resume)") from exc
+            result = job.result
+            for (name, _), entry in zip(chunk, result["images"], strict=True):
+                if entry["status"] == "failed":
+                    failed.append(f"{name}: {entry['error']}")
+                    continue
+                _write_json(args.out / f"{name}.json", {
+                    "job": job.id, "model": result["model"], "file": name, **entry,
+                    "artifact_urls": {n: result["artifacts"][n] for n in entry["artifacts"]},
+                    "record": result["record"]})
+            done += len(chunk)
+            bar.show(done)
+    bar.close()
+    say(f"{len(images) - len(failed)} of {len(images)} images explained into {args.out}")
+    for line in failed:
+        say(f"  failed: {line}")
+    return 1 if failed else 0
+
+
 def _remote_explain(args: argparse.Namespace) -> int:
+    if len(args.image) > 1 or args.image[0].is_dir() or "," in args.method:
+        return _remote_explain_batches(args)
+    args.image = args.image[0]
     result = _remote_call(args, "explain", targets=args.targets, method=args.method,
-                          model=args.model, rho=args.rho, steps=args.steps)
+                          model=args.model, rho=args.rho, steps=args.steps, seed=args.seed)
     if not args.json:
         top = result["predictions"][0]
         say(f"{result['model']}: predicted {top['class']} ({top['probability']:.3f})")

@@ -8,7 +8,7 @@ Example::
         done = client.explain("cat.png", targets="all")
         done.result["predictions"][0]          # {"class": "cat", "index": 3, ...}
         done.image("grid.png").show()           # a PIL image
-        done.save("out/")                       # every artifact as a PNG file
+        done.save("out/")                       # every artifact (PNGs, arrays)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
@@ -32,6 +32,8 @@ ImageInput: TypeAlias = "str | Path | bytes | IO[bytes] | Image.Image"
 TERMINAL = ("finished", "failed", "canceled")
 DEFAULT_URL = "http://127.0.0.1:8000"
 UNAVAILABLE_PAUSE_S = 2.0  # between asks while the service answers 503 without Retry-After
+EVENT_READ_TIMEOUT_S = 60.0  # the service sends a keep-alive comment every 10 s
+EventHandler: TypeAlias = Callable[[str, dict[str, Any]], None]
 
 
 class ServiceError(Exception):
@@ -91,7 +93,8 @@ class JobResult:
         return {name: self.artifact(name) for name in self.names}
 
     def save(self, folder: str | Path) -> list[Path]:
-        """Write every artifact into ``folder``; the paths written."""
+        """Write every artifact (PNGs, ``.npy`` arrays, the safetensors file) into
+        ``folder``; the paths written."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -153,6 +156,13 @@ class Client:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
+            self._raise_for(response)
+        return response
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        """Raise :class:`ServiceError` for an error response."""
+        if response.status_code >= 400:
             try:
                 message = str(response.json().get("detail", response.text))
             except (ValueError, AttributeError):
@@ -160,7 +170,6 @@ class Client:
             retry = response.headers.get("retry-after")
             raise ServiceError(response.status_code, message,
                                float(retry) if retry and retry.isdigit() else None)
-        return response
 
     # models
     def models(self) -> list[dict[str, Any]]:
@@ -202,24 +211,106 @@ class Client:
         return dest
 
     # jobs
-    def _submit(self, path: str, image: ImageInput, fields: dict[str, Any]) -> dict[str, Any]:
-        filename, data = _image_bytes(image)
+    def _submit(self, path: str, image: ImageInput | Sequence[ImageInput],
+                fields: dict[str, Any]) -> dict[str, Any]:
+        images: list[ImageInput] = (list(image) if isinstance(image, list | tuple)
+                                     else [image])  # type: ignore[list-item]
         form = {k: str(v) for k, v in fields.items() if v is not None}
-        files = {"image": (filename, data, "application/octet-stream")}
+        files = []
+        for one in images:
+            filename, data = _image_bytes(one)
+            files.append(("image", (filename, data, "application/octet-stream")))
         return dict(self._request("POST", path, data=form, files=files).json())
+
+    def explain_batch(self, images: Sequence[ImageInput],
+                      methods: str | Sequence[str] = "adversarial",
+                      targets: str | int | Sequence[str | int] = "all", *,
+                      image_targets: Sequence[str | Sequence[str | int] | None] | None = None,
+                      model: str | None = None, rho: float | None = None,
+                      steps: int | None = None, seed: int | None = None, wait: bool = True,
+                      on_event: EventHandler | None = None,
+                      timeout: float = 600.0) -> JobResult | dict[str, Any]:
+        """Explain several images (paths, bytes, files, PIL images, or one zip or tar
+        archive) with one or more methods in one job.
+
+        ``image_targets`` gives each image its own targets (None: ``targets``). When
+        ``wait``, follows the job's events (``on_event(name, data)`` sees each) and returns
+        the finished :class:`JobResult`, whose ``result["images"]`` holds one entry per
+        image in upload order; else the submission.
+        """
+        accepted = self._submit("/v1/explanations", list(images), {
+            "model": model, "method": methods if isinstance(methods, str) else ",".join(methods),
+            "targets": _targets(targets), "rho": rho, "steps": steps, "seed": seed,
+            "image_targets": None if image_targets is None else json.dumps([
+                t if t is None or isinstance(t, str) else list(t) for t in image_targets]),
+        })
+        if not wait:
+            return accepted
+        return self.follow(accepted["id"], on_event=on_event, timeout=timeout)
+
+    def events(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The job's server-sent events as ``(name, data)``, until (and with) ``end``."""
+        path = f"/v1/jobs/{quote(job_id, safe='')}/events"
+        timeout = httpx.Timeout(self.http.timeout.connect or 10.0, read=EVENT_READ_TIMEOUT_S)
+        with self.http.stream("GET", path, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+            name, data = "", []
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    continue
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and name:
+                    yield name, dict(json.loads("\n".join(data)))
+                    if name == "end":
+                        return
+                    name, data = "", []
+
+    def follow(self, job_id: str, on_event: EventHandler | None = None,
+               timeout: float = 600.0) -> JobResult:
+        """Wait for a job by its events (``on_event(name, data)`` sees each); its
+        :class:`JobResult`, or :class:`JobFailedError`. Falls back to :meth:`wait` when the
+        stream breaks."""
+        deadline = time.monotonic() + timeout
+        try:
+            for name, data in self.events(job_id):
+                if on_event is not None:
+                    on_event(name, data)
+                if name == "end" and data.get("status") == "finished":
+                    return JobResult(data, self)
+                if name == "end" and data.get("status") in TERMINAL:
+                    raise JobFailedError(data)
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {job_id} did not end within {timeout} s")
+        except httpx.TransportError:
+            pass
+        return self.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
+
+    def rerun(self, job_id: str, wait: bool = True,
+              timeout: float = 600.0) -> JobResult | dict[str, Any]:
+        """Make a finished job's result again from its record (same weights, settings,
+        seed and model inputs); the new job's result when ``wait``, else its submission."""
+        accepted = dict(self._request(
+            "POST", f"/v1/jobs/{quote(job_id, safe='')}/rerun").json())
+        return self.wait(accepted["id"], timeout=timeout) if wait else accepted
 
     def explain(self, image: ImageInput, targets: str | int | Sequence[str | int] = "all",
                 method: str = "adversarial", *, model: str | None = None,
-                rho: float | None = None, steps: int | None = None, wait: bool = True,
-                timeout: float = 600.0) -> JobResult | dict[str, Any]:
-        """Explain ``image``'s classification toward ``targets``.
+                rho: float | None = None, steps: int | None = None, seed: int | None = None,
+                wait: bool = True, timeout: float = 600.0) -> JobResult | dict[str, Any]:
+        """Explain ``image``'s classification toward ``targets`` (``seed``: for methods
+        that draw noise; the result's ``record`` names the one used).
 
         Returns the finished :class:`JobResult` when ``wait`` (raising
         :class:`JobFailedError` if the job fails), else the submission (``id`` ...).
         """
         accepted = self._submit("/v1/explanations", image, {
             "model": model, "method": method, "targets": _targets(targets),
-            "rho": rho, "steps": steps,
+            "rho": rho, "steps": steps, "seed": seed,
         })
         return self.wait(accepted["id"], timeout=timeout) if wait else accepted
 

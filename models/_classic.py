@@ -50,8 +50,24 @@ class ClassicExplainer:
         self.ig_steps = ig_steps
         self.smooth_samples, self.smooth_sigma = smooth_samples, smooth_sigma
 
-    def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Heat maps ``(B, H, W)`` in ``[0, 1]`` for ``x`` ``(B, C, H, W)`` and targets ``(B,)``."""
+    @property
+    def settings(self) -> dict[str, object]:
+        """The settings this method runs with (for a record of how a result was made)."""
+        if self.method == "integrated_gradients":
+            return {"baseline": "black", "ig_steps": self.ig_steps}
+        if self.method == "smoothgrad":
+            return {"smooth_samples": self.smooth_samples, "smooth_sigma": self.smooth_sigma}
+        if self.method == "gradcam":
+            return {"layer": "feature_layer", "relu_attributions": True,
+                    "upsample": "bilinear"}
+        return {"abs": True}
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor, *,
+                  normalise: bool = True) -> torch.Tensor:
+        """Heat maps ``(B, H, W)`` for ``x`` ``(B, C, H, W)`` and targets ``(B,)``: each
+        scaled into ``[0, 1]`` by its own maximum, or, with ``normalise=False``, the
+        attribution itself (absolute values, the largest over channels; Grad-CAM's
+        positive part, upsampled), in the method's own units."""
         from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
 
         check_images(x)
@@ -78,5 +94,5 @@ class ClassicExplainer:
                     inputs, target=target, relu_attributions=True)
                 attr = F.interpolate(cam, size=x.shape[-2:], mode="bilinear",
                                      align_corners=False)
-        maps = attr.detach().amax(1) if attr.shape[1] > 1 else attr.detach()[:, 0]
-        return _normalise(maps.clamp_min(0))
+        maps = (attr.detach().amax(1) if attr.shape[1] > 1 else attr.detach()[:, 0]).clamp_min(0)
+        return _normalise(maps) if normalise else maps

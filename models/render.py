@@ -36,18 +36,27 @@ def image_png(x: torch.Tensor) -> bytes:
     return _png(Image.fromarray(_to_uint8(x)))
 
 
-def signed_difference(delta: torch.Tensor) -> torch.Tensor:
-    """Map a perturbation to ``[0, 1]``: grey is no change, brighter/darker is ± change."""
-    scale = delta.detach().abs().max().clamp_min(1e-12)
-    return 0.5 + 0.5 * delta.detach() / scale
+HEAT_ALPHA = 0.55
+HEAT_COLORMAP = "inferno"
+DIFFERENCE_FORMULA = "round(255 * clip(0.5 + 0.5 * value / vmax, 0, 1)), channels last"
+HEAT_FORMULA = (f"round(255 * clip({1 - HEAT_ALPHA:g} * input + {HEAT_ALPHA:g} * "
+                f"{HEAT_COLORMAP}(clip(value / vmax, 0, 1))[RGB], 0, 1)), input = input.png / 255")
 
 
-def difference_png(delta: torch.Tensor) -> bytes:
-    """A signed difference map of ``δ`` ``(C, H, W)`` as PNG bytes."""
-    return image_png(signed_difference(delta))
+def signed_difference(delta: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Map a perturbation to ``[0, 1]``: grey is no change, brighter/darker is ± change of
+    ``scale`` (default: the largest ``|δ|``, so each map uses its own scale)."""
+    top = float(delta.detach().abs().max()) if scale is None else float(scale)
+    return 0.5 + 0.5 * delta.detach() / max(top, 1e-12)
 
 
-def colorize(heat: torch.Tensor, cmap: str = "inferno") -> torch.Tensor:
+def difference_png(delta: torch.Tensor, scale: float | None = None) -> bytes:
+    """A signed difference map of ``δ`` ``(C, H, W)`` as PNG bytes (see
+    :func:`signed_difference`; :data:`DIFFERENCE_FORMULA` with ``vmax = scale``)."""
+    return image_png(signed_difference(delta, scale))
+
+
+def colorize(heat: torch.Tensor, cmap: str = HEAT_COLORMAP) -> torch.Tensor:
     """A heat map ``(H, W)`` in ``[0, 1]`` → an RGB image ``(3, H, W)``."""
     from matplotlib import colormaps
 
@@ -55,13 +64,56 @@ def colorize(heat: torch.Tensor, cmap: str = "inferno") -> torch.Tensor:
     return torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).float()
 
 
-def heatmap_png(x: torch.Tensor, heat: torch.Tensor, alpha: float = 0.55) -> bytes:
-    """A heat map ``(H, W)`` over its image ``(C, H, W)`` as PNG bytes."""
+def heatmap_png(x: torch.Tensor, heat: torch.Tensor, alpha: float = HEAT_ALPHA,
+                vmax: float | None = None) -> bytes:
+    """A heat map ``(H, W)`` over its image ``(C, H, W)`` as PNG bytes; ``heat`` is in
+    ``[0, 1]``, or in ``[0, vmax]`` when ``vmax`` is given (:data:`HEAT_FORMULA`)."""
     base = x.detach().float().cpu()
     if base.shape[0] == 1:
         base = base.expand(3, -1, -1)
+    if vmax is not None:
+        heat = heat.detach().float().cpu() / max(float(vmax), 1e-30)
     overlay = (1 - alpha) * base + alpha * colorize(heat)
     return image_png(overlay)
+
+
+def colorbar_png(bars: Sequence[tuple[str, str, float, float]], width: int = 256) -> bytes:
+    """Colour bars as PNG bytes, one per ``(label, colormap, vmin, vmax)``: the colormap
+    ``"signed"`` is the grey scale of :func:`signed_difference`, any other a matplotlib
+    colormap; each bar is labelled with its quantity and the values at both ends."""
+    if not bars:
+        raise ValueError("colorbar_png needs at least one bar")
+    font = ImageFont.load_default()
+    bar_h, text_h, pad = 14, 12, 4
+    row_h = text_h + bar_h + text_h + pad
+    canvas = Image.new("RGB", (width + 2 * pad, pad + row_h * len(bars)), "white")
+    draw = ImageDraw.Draw(canvas)
+    ramp = torch.linspace(0, 1, width)
+    for n, (label, cmap, vmin, vmax) in enumerate(bars):
+        if cmap == "signed":
+            row = ramp.view(1, 1, -1).expand(3, bar_h, -1)
+        else:
+            row = colorize(ramp.view(1, -1).expand(bar_h, -1), cmap)
+        top = pad + n * row_h
+        draw.text((pad, top), label, fill="black", font=font)
+        canvas.paste(Image.fromarray(_to_uint8(row)), (pad, top + text_h))
+        low, high = f"{vmin:.3g}", f"{vmax:.3g}"
+        draw.text((pad, top + text_h + bar_h), low, fill="black", font=font)
+        right = pad + width - int(draw.textlength(high, font=font))
+        draw.text((right, top + text_h + bar_h), high, fill="black", font=font)
+    return _png(canvas)
+
+
+def stack_png(*pictures: bytes) -> bytes:
+    """PNG pictures one above the other, left-aligned on white, as one PNG."""
+    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pictures]
+    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)),
+                       "white")
+    top = 0
+    for image in images:
+        canvas.paste(image, (0, top))
+        top += image.height
+    return _png(canvas)
 
 
 def change_label(name: str, before: float, after: float) -> str:

@@ -26,7 +26,7 @@ from .head import HeadMiddleware
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .queue import JobQueue
-from .routers import attacks, comparisons, explanations, health, jobs, models, web
+from .routers import attacks, comparisons, docs, explanations, health, jobs, models, web
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="aex: adversarial explanations",
         version=__version__,
         description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "explanations", "description": "explain a classification"},
             {"name": "attacks", "description": "attack a model, compare Grad-CAM"},
@@ -128,6 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # API key (they hold no data); the page itself sends the key the person enters.
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    # The OpenAPI reference pages, with their assets served here (no CDN: works offline).
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS_DIR), name="docs-assets")
     logger.info("aex API ready (Redis %s, queue %r, %d API keys, %d admin keys)",
                 mask_url(settings.redis_url), settings.queue_name, len(settings.api_keys),
                 len(settings.admin_api_keys))

@@ -7,6 +7,7 @@ the job's id; results and artifacts come back through Redis too.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -14,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue, Retry
@@ -21,9 +23,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from aex.contract import keys
+from aex.contract import keys, webhooks
 from aex.contract.connection import connect
-from aex.contract.jobs import JobSpec, job_function
+from aex.contract.errors import InvalidJobError
+from aex.contract.jobs import SPEC_TYPES, BatchExplanationJob, JobSpec, job_function
 from aex.contract.settings import Settings
 
 from .exceptions import ConflictError, NotFoundError, QueueFullError, UnavailableError
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-ARTIFACT_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}\.png")
+ARTIFACT_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}\.(png|npy|safetensors)")
+MEDIA_TYPES = {"png": "image/png", "npy": "application/octet-stream",
+               "safetensors": "application/octet-stream"}
 STATUS = {
     JobStatus.CREATED: "queued",
     JobStatus.QUEUED: "queued",
@@ -126,9 +131,11 @@ class JobQueue:
         """Workers whose last liveness beat has not expired."""
         return int(self.connection.zcount(keys.WORKERS, time.time(), "+inf"))
 
-    def submit(self, spec: JobSpec, upload: bytes, owner: str | None = None) -> Job:
-        """Store ``upload`` and enqueue the job ``spec`` (validated when it was built; the
-        worker validates it again) for the caller whose key hashes to ``owner``.
+    def submit(self, spec: JobSpec, upload: bytes | list[bytes],
+               owner: str | None = None, callback: str | None = None) -> Job:
+        """Store ``upload`` (a batch's: one per image, in order) and enqueue the job
+        ``spec`` (validated when it was built; the worker validates it again) for the
+        caller whose key hashes to ``owner``, with its webhook ``callback`` URL (checked).
 
         The queue-length check and the enqueue are one transaction (``WATCH`` on the
         queue), so concurrent submissions never overshoot ``max_queue``: past it,
@@ -145,7 +152,8 @@ class JobQueue:
             result_ttl=s.result_ttl_s,
             failure_ttl=s.failure_ttl_s,
             retry=Retry(max=s.job_retries) if s.job_retries else None,
-            meta={"kind": kind, "model": model, "progress": 0.0, "owner": owner},
+            meta={"kind": kind, "model": model, "progress": 0.0, "owner": owner,
+                  "callback": callback},
             description=f"{kind} with model {model}",
         )
         deadline = time.monotonic() + SUBMIT_CONTENTION_S
@@ -160,7 +168,12 @@ class JobQueue:
                             headers={"Retry-After": str(s.retry_after_s)},
                         )
                     pipe.multi()
-                    pipe.set(keys.upload(job_id), upload, ex=s.upload_ttl_s)
+                    if isinstance(upload, list):
+                        pipe.hset(keys.upload(job_id),
+                                  mapping={str(n): data for n, data in enumerate(upload)})
+                        pipe.expire(keys.upload(job_id), s.upload_ttl_s)
+                    else:
+                        pipe.set(keys.upload(job_id), upload, ex=s.upload_ttl_s)
                     pipe.set(keys.known(job_id), (owner or "").encode(), ex=s.known_id_ttl_s)
                     self.queue.enqueue_job(job, pipeline=pipe)
                     pipe.execute()
@@ -224,17 +237,69 @@ class JobQueue:
             "status_url": job_path(job.id),
             "error": None,
             "result": None,
+            "partial": None,
         }
         if status == "finished":
             result = dict(job.return_value(refresh=True) or {})
             names = result.get("artifacts", [])
             result["artifacts"] = {name: artifact_path(job.id, name) for name in names}
             view["result"] = result
-        elif status == "failed":
+        elif meta.get("kind") == "batch":
+            view["partial"] = [json.loads(entry) for entry in
+                               self.connection.lrange(keys.partial(job.id), 0, -1)]
+        if status == "failed":
             view["error"] = failure_message(job)
         elif status == "canceled":
             view["error"] = "the job was canceled"
         return view
+
+    def snapshot(self, job: Job, partial_from: int) -> dict[str, Any]:
+        """What a job's event stream needs now: status, progress, queue position, and a
+        batch's image results from number ``partial_from`` on (cheaper than :meth:`view`)."""
+        try:
+            job.refresh()
+        except NoSuchJobError as exc:
+            raise NotFoundError(f"job {job.id!r} has expired") from exc
+        status = STATUS.get(job.get_status(refresh=False), "queued")
+        partial: list[dict[str, Any]] = []
+        if job.meta.get("kind") == "batch":
+            partial = [json.loads(entry) for entry in
+                       self.connection.lrange(keys.partial(job.id), partial_from, -1)]
+        return {
+            "status": status,
+            "progress": 1.0 if status == "finished" else float(job.meta.get("progress", 0.0)),
+            "position": job.get_position() if status == "queued" else None,
+            "partial": partial,
+        }
+
+    def rerun(self, job: Job, caller: Caller) -> Job:
+        """Submit a finished job again from its record: the same specification (model
+        weights, method settings, seed) on the same model inputs (its ``input.png``s)."""
+        if self.status(job) != "finished":
+            raise ConflictError(f"job {job.id!r} has not finished; only a finished job's "
+                                "result records how to make it again")
+        result = dict(job.return_value(refresh=True) or {})
+        record = result.get("record")
+        spec_type = SPEC_TYPES.get(str((record or {}).get("kind")))
+        if not record or spec_type is None:
+            raise ConflictError(f"job {job.id!r} has no record of how it was made "
+                                f"({job.meta.get('kind')} jobs do not keep one)")
+        try:
+            spec = spec_type.model_validate(record["spec"])
+        except ValidationError as exc:
+            raise InvalidJobError(f"the record of job {job.id!r} is not a valid "
+                                  f"specification: {exc}") from exc
+        if isinstance(spec, BatchExplanationJob):
+            done = [image for image in result.get("images", []) if image.get("input")]
+            if not done:
+                raise ConflictError(f"no image of batch {job.id!r} finished: nothing to rerun")
+            spec = spec.model_copy(update={"images": [spec.images[image["index"]]
+                                                      for image in done]})
+            upload: bytes | list[bytes] = [self.artifact(job.id, image["input"], caller)
+                                           for image in done]
+        else:
+            upload = self.artifact(job.id, "input.png", caller)
+        return self.submit(spec, upload, caller.owner)
 
     def artifact(self, job_id: str, name: str, caller: Caller) -> bytes:
         """The bytes of artifact ``name`` of a job; ``NotFoundError`` naming what is missing."""
@@ -252,6 +317,9 @@ class JobQueue:
         if status == "queued":
             job.cancel()
             self.connection.delete(keys.upload(job.id))
+            if job.meta.get("callback"):  # a worker's sender delivers it
+                self.connection.zadd(keys.WEBHOOKS, {
+                    webhooks.delivery(job.id, job.meta["callback"]): time.time()})
             logger.info("canceled queued job %s", job.id)
         elif status == "started":
             self.connection.set(keys.cancel(job.id), b"1", ex=self.settings.job_timeout_s + 60)

@@ -78,6 +78,12 @@ class ComparisonResult(results.ComparisonResult):
     artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
 
+class BatchResult(results.BatchResult):
+    """A finished batch's result as clients see it: artifacts as URLs."""
+
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
+
+
 class JobAccepted(BaseModel):
     """The answer to a submission (202)."""
 
@@ -115,7 +121,10 @@ class JobView(BaseModel):
     cancel_requested: bool
     status_url: str
     error: str | None = Field(description="why the job failed or was canceled")
-    result: ExplanationResult | AttackResult | ComparisonResult | None
+    result: BatchResult | ExplanationResult | AttackResult | ComparisonResult | None
+    partial: list[results.BatchImageResult] | None = Field(
+        None, description="a batch's images finished so far, while it runs (artifact names "
+                           "resolve under /v1/jobs/{id}/artifacts/)")
 
 
 class ModelMetrics(BaseModel):

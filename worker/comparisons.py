@@ -15,7 +15,8 @@ from aex.models import LoadedModel
 from aex.models.levels import ChangeSize
 
 from .context import JobContext
-from .jobs import _class, _given, _input, _predictions, model_cache
+from .explaining import predictions
+from .jobs import _class, _given, _input, model_cache
 
 COLUMNS = ("a", "b")
 
@@ -63,7 +64,7 @@ def _column(ctx: JobContext, prefix: str, loaded: LoadedModel, spec: ComparedMod
     artifacts[attack_names["gradcam_after"]] = heatmap_png(shown, attack.gradcam_after)
     column = {
         "column": prefix, "model": loaded.name, **info, "input": name,
-        "predictions": _predictions(classes, found.probs),
+        "predictions": predictions(classes, found.probs),
         "explanations": explanations,
         "attack": {
             "mode": "l2min", "eps": ATTACK_EPS, "steps": ATTACK_STEPS,

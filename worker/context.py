@@ -7,10 +7,12 @@ job back to the queue once Redis answers again (``aex.worker.main``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from redis import Redis
 from rq import get_current_job
@@ -50,9 +52,11 @@ class JobContext:
             raise RuntimeError("not inside an RQ job")
         return cls(job)
 
-    def upload(self) -> bytes:
-        """The image bytes the client uploaded."""
-        data = self.connection.get(keys.upload(self.job.id))
+    def upload(self, index: int | None = None) -> bytes:
+        """The image bytes the client uploaded (image ``index`` of a batch)."""
+        key = keys.upload(self.job.id)
+        data = self.connection.get(key) if index is None else self.connection.hget(
+            key, str(index))
         if not isinstance(data, bytes):
             raise LookupError(
                 f"the upload of job {self.job.id} has expired: an upload waits for its job "
@@ -84,17 +88,35 @@ class JobContext:
             self.job.meta["canceled"] = True
             raise JobCanceledError(f"job {self.job.id} was canceled")
 
-    def store_artifacts(self, artifacts: dict[str, bytes]) -> list[str]:
-        """Put PNGs into Redis under the job, expiring with its result; their names."""
+    def store_artifacts(self, artifacts: dict[str, bytes], replace: bool = True) -> list[str]:
+        """Put artifacts into Redis under the job, expiring with its result; their names.
+
+        ``replace`` drops what an earlier run of the job stored; a batch adds each image's
+        artifacts to those of the images before it.
+        """
         ttl = int(self.job.result_ttl or 0) + ARTIFACT_TTL_MARGIN_S
         key = keys.artifacts(self.job.id)
         with self.connection.pipeline() as pipe:
-            pipe.delete(key)
+            if replace:
+                pipe.delete(key)
             for name, data in artifacts.items():
                 pipe.hset(key, name, data)
             pipe.expire(key, ttl)
             pipe.execute()
         return list(artifacts)
+
+    def clear_partial(self) -> None:
+        """Forget the partial results of an earlier run of this job."""
+        self.connection.delete(keys.partial(self.job.id))
+
+    def publish_partial(self, entry: dict[str, Any]) -> None:
+        """Make one image's result visible while the job runs (``GET /v1/jobs/{id}``)."""
+        key = keys.partial(self.job.id)
+        ttl = int(self.job.result_ttl or 0) + ARTIFACT_TTL_MARGIN_S
+        with self.connection.pipeline() as pipe:
+            pipe.rpush(key, json.dumps(entry))
+            pipe.expire(key, ttl)
+            pipe.execute()
 
     @contextmanager
     def running(self, kind: str) -> Iterator[None]:

@@ -8,6 +8,8 @@ URLs. The science lives in ``aex.models``; nothing here re-implements it.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 from typing import Any
 
@@ -17,15 +19,22 @@ from aex.contract.imaging import decode_for_model
 from aex.contract.jobs import AttackJob, ExplanationJob, parse_spec
 from aex.contract.results import AttackResult, ExplanationResult
 from aex.contract.settings import get_settings
-from aex.contract.targets import Targets
 from aex.models import LoadedModel, image_tensor
 
 from .cache import ModelCache
 from .context import JobContext
+from .explaining import (
+    ARRAYS_FILE,
+    Stopwatch,
+    explain_image,
+    make_record,
+    predictions,
+    resolve_seed,
+    safetensors_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
-TOP_PREDICTIONS = 10
 _cache: ModelCache | None = None
 
 
@@ -54,103 +63,44 @@ def _class(classes: list[str], index: int, probability: float | torch.Tensor) ->
     return {"class": classes[index], "index": int(index), "probability": float(probability)}
 
 
-def _predictions(classes: list[str], probs: torch.Tensor) -> list[dict[str, Any]]:
-    """The most likely classes first, at most ``TOP_PREDICTIONS``."""
-    values, indices = probs.detach().cpu().sort(descending=True)
-    return [_class(classes, int(i), float(v))
-            for v, i in zip(values[:TOP_PREDICTIONS], indices[:TOP_PREDICTIONS], strict=True)]
-
-
 def _given(**options: Any) -> dict[str, Any]:
     """The options a client gave; the core's defaults apply to the others."""
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
-                 spec: ExplanationJob) -> dict[str, Any]:
-    from aex.models import AdversarialExplainer
-    from aex.models.render import change_label, difference_png, grid_png, image_png
-
-    classes = loaded.classes
-    exp = AdversarialExplainer(loaded.model, classes=classes).explain(
-        x, targets=spec.targets, progress=ctx.progress,
-        **_given(rho=spec.rho, steps=spec.steps)
-    )
-    artifacts = {"input.png": image_png(x[0])}
-    rows, labels = [], []
-    for t in range(exp.target_index.numel()):
-        index = int(exp.target_index[t])
-        before, after = float(exp.prob_before[t]), float(exp.prob_after[t])
-        name, diff = f"explanation_{index}.png", f"difference_{index}.png"
-        artifacts[name] = image_png(exp.images[t])
-        artifacts[diff] = difference_png(exp.perturbations[t])
-        labels.append(change_label(classes[index], before, after))
-        rows.append({
-            "class": classes[index], "index": index,
-            "probability_before": before, "probability_after": after,
-            "perturbation_rms": float(exp.perturbation_rms[t]),
-            "artifact": name, "difference": diff,
-        })
-    artifacts["grid.png"] = grid_png([x[0], *exp.images], ["input", *labels])
-    return {
-        "rho": spec.rho, "steps": spec.steps,
-        "predictions": _predictions(classes, exp.probs[0]),
-        "targets": rows,
-        "warnings": list(exp.warnings),
-        "artifacts": ctx.store_artifacts(artifacts),
-    }
-
-
-def _classic(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor, method: str,
-             targets: Targets) -> dict[str, Any]:
-    from aex.contract.targets import choose_targets
-    from aex.models import ClassicExplainer
-    from aex.models.render import colorize, grid_png, heatmap_png, image_png
-
-    classes = loaded.classes
-    with torch.no_grad():
-        probs = loaded.model(x).softmax(1)[0]
-    indices = choose_targets(targets, probs.tolist())
-    explainer = ClassicExplainer(loaded.model, method)
-    artifacts = {"input.png": image_png(x[0])}
-    rows, tiles, labels = [], [x[0]], ["input"]
-    for n, index in enumerate(indices):
-        heat = explainer.attribute(x, torch.tensor([index], device=x.device))[0]
-        name = f"{method}_{index}.png"
-        artifacts[name] = heatmap_png(x[0], heat)
-        tiles.append(colorize(heat))
-        labels.append(f"{classes[index]} {float(probs[index]):.2f}")
-        rows.append({
-            "class": classes[index], "index": index,
-            "probability_before": float(probs[index]), "probability_after": None,
-            "perturbation_rms": None, "artifact": name, "difference": None,
-        })
-        ctx.progress((n + 1) / len(indices))
-    artifacts["grid.png"] = grid_png(tiles, labels)
-    return {
-        "rho": None, "steps": None,
-        "predictions": _predictions(classes, probs),
-        "targets": rows,
-        "warnings": [],
-        "artifacts": ctx.store_artifacts(artifacts),
-    }
-
-
 def explain(spec: dict[str, Any]) -> dict[str, Any]:
     """Run an :class:`~aex.contract.jobs.ExplanationJob` on the job's upload.
 
-    Returns an :class:`~aex.contract.results.ExplanationResult` as JSON data.
+    Returns an :class:`~aex.contract.results.ExplanationResult` as JSON data, with the
+    full-precision arrays (``.npy`` artifacts and one safetensors file), the shared colour
+    scales and the record of how it was made.
     """
     ctx = JobContext.current()
     with ctx.running("explanation"):
+        watch = Stopwatch()
         job = parse_spec(spec, ExplanationJob)
+        seed = resolve_seed(job.seed)
         loaded = model_cache().get(job.model, job.sha256)
+        watch.lap("load_s")
         x, info = _input(ctx, loaded)
-        if job.method == "adversarial":
-            body = _adversarial(ctx, loaded, x, job)
-        else:
-            body = _classic(ctx, loaded, x, job.method, job.targets)
-        result = {"model": loaded.name, "method": job.method, **info, **body}
+        watch.lap("decode_s")
+        done = explain_image(loaded, x, [job.method], job.targets, rho=job.rho,
+                             steps=job.steps, seed=seed, progress=ctx.progress)
+        watch.lap("explain_s")
+        done.artifacts[ARRAYS_FILE] = safetensors_bytes(done.tensors)
+        names = ctx.store_artifacts(done.artifacts)
+        watch.lap("store_s")
+        method = done.methods[0]
+        record = make_record("explanation", job.model_copy(update={"seed": seed}).model_dump(
+            mode="json"), loaded, job.sha256, done.settings, seed, [done.input_sha256],
+            watch.timings)
+        result = {
+            "model": loaded.name, "method": job.method, **info,
+            "rho": method["rho"], "steps": method["steps"],
+            "predictions": done.predictions, "targets": method["targets"],
+            "warnings": method["warnings"], "arrays": done.arrays, "scales": done.scales,
+            "arrays_file": ARRAYS_FILE, "record": record, "artifacts": names,
+        }
         return ExplanationResult.model_validate(result).model_dump(by_alias=True)
 
 
@@ -165,13 +115,16 @@ def attack(spec: dict[str, Any]) -> dict[str, Any]:
 
     ctx = JobContext.current()
     with ctx.running("attack"):
+        watch = Stopwatch()
         job = parse_spec(spec, AttackJob)
         mode, target = job.mode, job.target
         defaults = ATTACK_DEFAULTS[mode]  # the result says what ran
         eps = defaults["eps"] if job.eps is None else job.eps
         steps = int(defaults["steps"]) if job.steps is None else job.steps
         loaded = model_cache().get(job.model, job.sha256)
+        watch.lap("load_s")
         x, info = _input(ctx, loaded)
+        watch.lap("decode_s")
         cmp = attack_comparison(loaded.model, x, mode=mode, target=target, eps=eps,
                                 steps=steps, progress=ctx.progress)
         classes = loaded.classes
@@ -183,6 +136,18 @@ def attack(spec: dict[str, Any]) -> dict[str, Any]:
             "gradcam_before.png": heatmap_png(x[0], cmp.gradcam_before),
             "gradcam_after.png": heatmap_png(cmp.x_adv[0].clamp(0, 1), cmp.gradcam_after),
         }
+        watch.lap("attack_s")
+        names = ctx.store_artifacts(artifacts)
+        watch.lap("store_s")
+        fixed = {name: p.default
+                 for name, p in inspect.signature(attack_comparison).parameters.items()
+                 if name in ("momentum", "clip")}
+        settings = {"mode": mode, **fixed, "eps": eps, "steps": steps, "target": target,
+                    "gradcam": "the predicted class, before and after"}
+        record = make_record("attack", job.model_dump(mode="json"), loaded, job.sha256,
+                             {"attack": settings}, None,
+                             [hashlib.sha256(artifacts["input.png"]).hexdigest()],
+                             watch.timings)
         result = {
             "model": loaded.name, "mode": mode, **info, "eps": eps, "steps": steps,
             "target": None if target is None else _class(classes, target, before[target]),
@@ -190,10 +155,11 @@ def attack(spec: dict[str, Any]) -> dict[str, Any]:
             "perturbation_rms": float(cmp.perturbation_rms),
             "before": _class(classes, cmp.pred_before, before[cmp.pred_before]),
             "after": _class(classes, cmp.pred_after, after[cmp.pred_after]),
-            "predictions_before": _predictions(classes, before),
-            "predictions_after": _predictions(classes, after),
+            "predictions_before": predictions(classes, before),
+            "predictions_after": predictions(classes, after),
             "gradcam_similarity": float(cmp.similarity),
             "warnings": list(cmp.warnings),
-            "artifacts": ctx.store_artifacts(artifacts),
+            "record": record,
+            "artifacts": names,
         }
         return AttackResult.model_validate(result).model_dump(by_alias=True)

@@ -38,6 +38,8 @@ from aex.contract.connection import UNAVAILABLE_ERRORS, connect, mask_url
 from aex.contract.settings import Settings
 
 from .outage import BACKOFF_MAX_S, redis_outage, wait_for_redis
+from .webhooks import WebhookSender
+from .webhooks import schedule as schedule_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +105,12 @@ class ModelWorker(SimpleWorker):
             setup_loghandlers(logging_level, date_format, log_format, name=name)
         self._install_signal_handlers()
         beat = threading.Thread(target=self._beat_loop, name="aex-beat", daemon=True)
+        sender = WebhookSender(self.connection, self.settings, self._stop_beat)
         completed = 0
         try:
             self._start()
             beat.start()
+            sender.start()
             while not self._stop_requested and (max_jobs is None or completed < max_jobs):
                 try:
                     ran = self._work_once(burst)
@@ -123,6 +127,7 @@ class ModelWorker(SimpleWorker):
             self._stop_beat.set()
             if beat.is_alive():
                 beat.join(timeout=self.beat_s + 1)
+            sender.join(timeout=self.settings.webhook_timeout_s + 1)
             self._leave()
         return bool(completed)
 
@@ -279,11 +284,13 @@ class ModelWorker(SimpleWorker):
             self._job_ended(job)
 
     def _job_ended(self, job: Job) -> None:
-        """Delete the upload and cancel flag of an ended job; keep its id known."""
+        """Delete the upload and cancel flag of an ended job; keep its id known; queue the
+        delivery of its webhook, if it has one."""
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.delete(keys.upload(job.id), keys.cancel(job.id))
             pipe.expire(keys.known(job.id), self.settings.known_id_ttl_s)
             pipe.execute()
+        schedule_webhook(self.connection, job)
 
     # the beat ------------------------------------------------------------------------
 

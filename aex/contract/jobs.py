@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aex.models.store import NAME_PATTERN
 
@@ -22,7 +22,7 @@ ExplainMethod: TypeAlias = Literal[
 ]
 EXPLAIN_METHODS: tuple[str, ...] = ExplainMethod.__args__  # type: ignore[attr-defined]
 AttackMode: TypeAlias = Literal["l2", "l2min", "btr"]
-JobKind: TypeAlias = Literal["explanation", "attack", "comparison"]
+JobKind: TypeAlias = Literal["explanation", "attack", "comparison", "batch"]
 
 MAX_RHO = 1.0
 MAX_EXPLAIN_STEPS = 200
@@ -30,6 +30,9 @@ MAX_ATTACK_EPS = 50.0
 MAX_ATTACK_STEPS = 1000
 MAX_TARGETS = 10_000
 MAX_TARGET_SELECTIONS = 4
+MAX_SEED = 2**63 - 1
+MAX_BATCH_IMAGES = 1000
+MAX_IMAGE_NAME = 200
 
 ModelName = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description="registry name")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="weights' sha256")]
@@ -39,7 +42,10 @@ JOB_FUNCTIONS: dict[str, str] = {
     "explanation": "aex.worker.jobs.explain",
     "attack": "aex.worker.jobs.attack",
     "comparison": "aex.worker.comparisons.compare",
+    "batch": "aex.worker.batches.explain_batch",
 }
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED,
+                            description="seeds torch before each method (SmoothGrad's noise)")]
 
 
 class _Spec(BaseModel):
@@ -62,6 +68,7 @@ class ExplanationJob(_Spec):
                                                             max_length=MAX_TARGETS)]
     rho: Annotated[float, Field(gt=0, le=MAX_RHO, allow_inf_nan=False)] | None = None
     steps: Annotated[int, Field(ge=1, le=MAX_EXPLAIN_STEPS)] | None = None
+    seed: Seed | None = None
 
 
 class AttackJob(_Spec):
@@ -112,8 +119,46 @@ class ComparisonJob(BaseModel):
         return " vs ".join(column.model for column in self.columns)
 
 
-JobSpec: TypeAlias = ExplanationJob | AttackJob | ComparisonJob
-SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob)
+class BatchImage(BaseModel):
+    """One image of a batch: its label (the uploaded file's name or the archive member's
+    path; a label only, never used as a path) and its own targets, if it has any."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_NAME)]
+    targets: TargetSelection | None = None
+    error: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="why the API could not read this image (it fails alone)")
+
+
+class BatchExplanationJob(_Spec):
+    """Explain several uploads (the job's upload hash, one field per image in upload order)
+    with each of ``methods``, on one model load; each image toward its own targets, else
+    toward ``targets``. ``rho`` and ``steps`` apply to the adversarial method (None: the
+    science's defaults)."""
+
+    kind: Literal["batch"] = "batch"
+    methods: Annotated[list[ExplainMethod], Field(min_length=1, max_length=len(EXPLAIN_METHODS))]
+    targets: TargetSelection
+    images: Annotated[list[BatchImage], Field(min_length=1, max_length=MAX_BATCH_IMAGES)]
+    rho: Annotated[float, Field(gt=0, le=MAX_RHO, allow_inf_nan=False)] | None = None
+    steps: Annotated[int, Field(ge=1, le=MAX_EXPLAIN_STEPS)] | None = None
+    seed: Seed | None = None
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct(cls, methods: list[str]) -> list[str]:
+        if len(set(methods)) != len(methods):
+            raise ValueError("each method may be named once")
+        return methods
+
+
+JobSpec: TypeAlias = ExplanationJob | AttackJob | ComparisonJob | BatchExplanationJob
+SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob, BatchExplanationJob)
+SPEC_TYPES: dict[str, type[JobSpec]] = {
+    "explanation": ExplanationJob, "attack": AttackJob, "comparison": ComparisonJob,
+    "batch": BatchExplanationJob,
+}
 
 
 def parse_spec(data: Any, spec_type: type[SpecT]) -> SpecT:

@@ -5,10 +5,11 @@ from __future__ import annotations
 PREFIX = "aex"
 WORKERS = f"{PREFIX}:workers"  # sorted set: worker name -> end of its liveness (unix s)
 READY_PROBE = f"{PREFIX}:ready-probe"  # written to see that Redis takes writes
+WEBHOOKS = f"{PREFIX}:webhooks"  # sorted set: pending delivery (JSON) -> when it is due
 
 
 def upload(job_id: str) -> str:
-    """The uploaded image bytes of a job."""
+    """The uploaded image bytes of a job (a batch's: a hash of upload index -> bytes)."""
     return f"{PREFIX}:upload:{job_id}"
 
 
@@ -19,8 +20,13 @@ def known(job_id: str) -> str:
 
 
 def artifacts(job_id: str) -> str:
-    """Hash of artifact name -> PNG bytes of a job."""
+    """Hash of artifact name -> bytes (PNG, .npy, safetensors) of a job."""
     return f"{PREFIX}:artifacts:{job_id}"
+
+
+def partial(job_id: str) -> str:
+    """List of a running batch's finished image results (JSON), in the order they ended."""
+    return f"{PREFIX}:partial:{job_id}"
 
 
 def cancel(job_id: str) -> str:

@@ -6,7 +6,7 @@ job view replaces it with a map from name to URL (``aex.service.schemas``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,48 @@ class TargetResult(BaseModel):
     )
 
 
+class ArrayInfo(BaseModel):
+    """One full-precision array the job stored beside its pictures (a ``.npy`` artifact,
+    and the tensor of the same name, less ``.npy``, in the job's safetensors file)."""
+
+    name: str = Field(examples=["delta_5.npy"])
+    shape: list[int] = Field(examples=[[3, 32, 32]])
+    dtype: str = Field(examples=["float32"])
+    meaning: str = Field(description="what the values are, in their units")
+    picture: str | None = Field(None, examples=["difference_5.png"],
+                                description="the PNG drawn from this array")
+
+
+class ColourScale(BaseModel):
+    """The colour scale the job's pictures of one quantity share (across methods and
+    targets of an image), so that they can be compared; ``colorbar.png`` draws it."""
+
+    quantity: Literal["attribution", "perturbation"]
+    colormap: str = Field(examples=["inferno"])
+    vmin: float
+    vmax: float
+    formula: str = Field(description="how a PNG pixel follows from the array's values")
+    pictures: list[str] = Field(description="the PNGs drawn on this scale")
+
+
+class Record(BaseModel):
+    """How a result was made, enough to make it again (``POST /v1/jobs/{id}/rerun``)."""
+
+    kind: str
+    spec: dict[str, Any] = Field(description="the job specification as run (seed resolved)")
+    model: str
+    sha256: str = Field(description="the weights' sha256")
+    settings: dict[str, Any] = Field(
+        description="every setting of each method, defaults included")
+    versions: dict[str, str] = Field(description="aex, torch, captum, numpy, python")
+    device: str = Field(examples=["cpu"])
+    dtype: str = Field(examples=["float32"])
+    seed: int | None = Field(description="torch's seed before each method")
+    inputs: list[str] = Field(
+        description="sha256 of each model input (the image as the model saw it, input.png)")
+    timings: dict[str, float] = Field(description="seconds per stage")
+
+
 class ExplanationResult(BaseModel):
     """The result of a finished explanation job (a contract: clients depend on it)."""
 
@@ -61,7 +103,55 @@ class ExplanationResult(BaseModel):
     predictions: list[ClassProbability] = Field(description="most likely first")
     targets: list[TargetResult]
     warnings: list[str] = Field(default_factory=list)
+    arrays: list[ArrayInfo] = Field(default_factory=list,
+                                    description="the explanations at full precision")
+    scales: list[ColourScale] = Field(default_factory=list)
+    arrays_file: str | None = Field(None, examples=["arrays.safetensors"],
+                                    description="every array in one safetensors file")
+    record: Record | None = None
     artifacts: list[str] = Field(description="names of the pictures the job stored")
+
+
+class MethodResult(BaseModel):
+    """One method's explanation of one image of a batch."""
+
+    method: ExplainMethod
+    rho: float | None = None
+    steps: int | None = None
+    targets: list[TargetResult]
+    warnings: list[str] = Field(default_factory=list)
+
+
+class BatchImageResult(BaseModel):
+    """One image of a batch: its explanations by each method, or why it failed."""
+
+    index: int = Field(ge=0, description="its place in upload order")
+    name: str = Field(description="the uploaded file's name or the archive member's path")
+    status: Literal["finished", "failed"]
+    error: str | None = None
+    input_size: list[int] | None = None
+    original_size: list[int] | None = None
+    resized: bool | None = None
+    input: str | None = Field(None, examples=["0000-input.png"])
+    predictions: list[ClassProbability] = Field(default_factory=list)
+    explanations: list[MethodResult] = Field(default_factory=list)
+    arrays: list[ArrayInfo] = Field(default_factory=list)
+    scales: list[ColourScale] = Field(default_factory=list)
+    artifacts: list[str] = Field(default_factory=list,
+                                 description="names of this image's artifacts")
+
+
+class BatchResult(BaseModel):
+    """The result of a finished batch: one entry per image, in upload order."""
+
+    model: str
+    methods: list[ExplainMethod]
+    images: list[BatchImageResult]
+    failed: int = Field(ge=0, description="images that failed")
+    arrays_file: str | None = Field(None, examples=["arrays.safetensors"],
+                                    description="every image's arrays in one safetensors file")
+    record: Record
+    artifacts: list[str] = Field(description="names of everything the job stored")
 
 
 class AttackResult(BaseModel):
@@ -85,6 +175,7 @@ class AttackResult(BaseModel):
     predictions_after: list[ClassProbability]
     gradcam_similarity: float = Field(description="similarity of Grad-CAM before and after")
     warnings: list[str] = Field(default_factory=list)
+    record: Record | None = None
     artifacts: list[str] = Field(description="names of the pictures the job stored")
 
 

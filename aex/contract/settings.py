@@ -71,16 +71,36 @@ class Settings(BaseSettings):
         description="largest width × height an upload may declare (decoded by workers only)",
     )
     max_targets: int = Field(100, ge=1, le=10_000, description="targets in one explanation")
+    max_batch_images: int = Field(100, ge=1, le=1000, description="images in one batch")
+    max_batch_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, le=1 << 32,
+        description="bytes of a batch's images, once unpacked from an archive")
+    max_batch_pixels: int = Field(
+        64 * 1024 * 1024, ge=1024, le=10_000_000_000,
+        description="pixels of a batch's images in all")
     max_queue: int = Field(100, ge=1, le=1_000_000, description="queued jobs before 429")
     retry_after_s: int = Field(10, ge=1, le=3600, description="Retry-After on 429 and 503")
     max_wait_s: float = Field(120.0, ge=0, le=600, description="longest ?wait= long-poll")
+    max_event_streams: int = Field(
+        100, ge=1, le=100_000, description="open /events streams per API process before 429")
+    # webhooks
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated URL prefixes (scheme://host[:port]/path) a job's "
+                    "callback may start with; none: webhooks are off")
+    webhook_secret: str | None = Field(
+        None, description="the HMAC-SHA256 key that signs webhook deliveries")
+    webhook_retries: int = Field(5, ge=0, le=20, description="retries of a failed delivery")
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, le=3600, description="first retry delay; it doubles with each retry")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="one delivery's timeout")
     # jobs
     job_timeout_s: int = Field(600, ge=1, le=86_400)
     result_ttl_s: int = Field(3600, ge=1, le=30 * 86_400)
     failure_ttl_s: int = Field(86_400, ge=1, le=30 * 86_400)
     job_retries: int = Field(2, ge=0, le=10, description="retries of a job whose worker died")
 
-    @field_validator("api_keys", "admin_api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", "webhook_allow", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

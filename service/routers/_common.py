@@ -29,15 +29,17 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def read_upload(image: UploadFile, settings: Settings) -> bytes:
-    """The uploaded bytes, after checking (without decoding its pixels) that they hold an
-    image a worker can decode safely and convert faithfully."""
+def read_upload(image: UploadFile, settings: Settings, inspect: bool = True) -> bytes:
+    """The uploaded bytes, after checking (without decoding its pixels, unless ``inspect``
+    is false: the caller checks them) that they hold an image a worker can decode safely
+    and convert faithfully."""
     data = image.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ImageTooLargeError(
             f"the upload is larger than the limit of {settings.max_upload_bytes} bytes"
         )
-    inspect_image(data, settings.max_pixels)
+    if inspect:
+        inspect_image(data, settings.max_pixels)
     return data
 
 

@@ -122,7 +122,7 @@ export const getModel = (name) => getJson(`/v1/models/${encodeURIComponent(name)
  *  A field whose value is an array is sent once per item. */
 export async function submit(path, fields, file) {
   const form = new FormData();
-  form.append("image", file, file.name || "image");
+  for (const one of [file].flat()) form.append("image", one, one.name || "image");
   for (const [name, value] of Object.entries(fields)) {
     for (const item of [value].flat()) {
       if (item !== undefined && item !== null && item !== "") form.append(name, String(item));
@@ -149,6 +149,43 @@ export async function cancelJob(id) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Follow a job's server-sent events (GET /v1/jobs/ID/events, read with fetch so that the
+ *  API key goes with it): onEvent(name, data) for each; resolves with the last (`end`) data.
+ *  Falls back to polling (followJob) when the stream breaks. */
+export async function followEvents(id, onEvent, signal) {
+  try {
+    const response = await request(`/v1/jobs/${encodeURIComponent(id)}/events`,
+                                   { signal, accept: "text/event-stream" });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        let name = "";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).trim());
+        }
+        if (!name) continue;
+        const parsed = JSON.parse(data.join("\n"));
+        onEvent(name, parsed);
+        if (name === "end") return parsed;
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError" || (error instanceof ApiError && error.status === 404)) throw error;
+  }
+  const view = await followJob(id, (v) => onEvent("progress", v), signal);
+  onEvent("end", view);
+  return view;
+}
 
 /** Poll a job (long poll, one second at a time) until it ends; onUpdate(view) on every answer. */
 export async function followJob(id, onUpdate, signal) {

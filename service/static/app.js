@@ -1,22 +1,25 @@
 // The page's entry point: views by URL hash (#/compare, the first; #/explain, #/attack,
-// #/models, #/models/NAME) and the API key box. Everything it shows comes from the public /v1 API.
+// #/batch, #/jobs/ID, #/models, #/models/NAME) and the API key box. Everything it shows comes from the public /v1 API.
 
 import { getKey, setKey } from "./api.js";
 import { setupAttack } from "./attack.js";
 import { setupCompare } from "./compare.js";
 import { setupExplain } from "./explain.js";
+import { setupJobs } from "./jobs.js";
 import { showModels } from "./models.js";
 import { models } from "./ui.js";
 
-const VIEWS = ["compare", "explain", "attack", "models"];
+const VIEWS = ["compare", "explain", "attack", "models", "batch", "jobs"];
 const compare = setupCompare();
 const explain = setupExplain();
 const attack = setupAttack();
+const jobs = setupJobs();
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
-  const view = VIEWS.includes(parts[0]) ? parts[0] : "compare";
-  const name = view === "models" && parts[1] ? decodeURIComponent(parts[1]) : "";
+  let view = VIEWS.includes(parts[0]) ? parts[0] : "compare";
+  if (view === "jobs" && !/^[0-9a-f]{32}$/.test(parts[1] || "")) view = "batch";
+  const name = (view === "models" || view === "jobs") && parts[1] ? decodeURIComponent(parts[1]) : "";
   return { view, name };
 }
 
@@ -27,11 +30,14 @@ function showView({ focus = true } = {}) {
     if (link.dataset.nav === view) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title = `${{ compare: "Compare", explain: "Explain", attack: "Attack", models: name ? `Model ${name}` : "Models" }[view]} · aex`;
+  document.title = `${{ compare: "Compare", explain: "Explain", attack: "Attack", models: name ? `Model ${name}` : "Models",
+                        batch: "Batch", jobs: `Job ${name.slice(0, 8)}` }[view]} · aex`;
   if (view === "models") showModels(name);
   if (view === "compare") compare.load();
   if (view === "explain") explain.load();
   if (view === "attack") attack.load();
+  if (view === "batch") jobs.load();
+  if (view === "jobs") jobs.show(name);
   // Move the focus to the new view's heading when the person navigated (not on first load).
   if (focus) document.getElementById(`${view}-title`).focus();
 }

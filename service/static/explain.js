@@ -221,7 +221,9 @@ export function setupExplain() {
       }
       if (result.artifacts["grid.png"]) {
         resultBox.querySelector(".downloads").append(el("li", {},
-          picture(result.artifacts["grid.png"], `${METHOD_NAMES[method]}: every target`, file(`${result.method}-grid.png`), { small: true })));
+          picture(result.artifacts["grid.png"], `${METHOD_NAMES[method]}: every target`, file(`${result.method}-grid.png`), { small: true }),
+          el("a", { class: "job-link", href: `#/jobs/${state.jobs[method]}`,
+                    text: `Link to this ${METHOD_NAMES[method]} result` })));
       }
       const warnings = result.warnings || [];
       if (warnings.length) {

@@ -221,6 +221,17 @@ def test_wheel_has_packages_and_entry_point(built_wheel: tuple[Path, Path]) -> N
             assert not missing, f"not in the wheel: {sorted(missing)}"
 
 
+def test_wheel_has_the_web_page_and_its_examples(built_wheel: tuple[Path, Path]) -> None:
+    wheel, context = built_wheel
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    static = context / "service" / "static"
+    files = {f"aex/service/static/{p.relative_to(static).as_posix()}"
+             for p in static.rglob("*") if p.is_file()}
+    assert any(name.endswith("examples/cat.jpg") for name in files)
+    assert files <= names, f"not in the wheel: {sorted(files - names)}"
+
+
 def test_wheel_has_default_model(built_wheel: tuple[Path, Path]) -> None:
     wheel, context = built_wheel
     expected = default_model_files(context)

@@ -79,8 +79,11 @@ def check_artifacts(http: httpx.Client, result: dict[str, Any]) -> None:
     for name, link in result["artifacts"].items():
         response = http.get(link)
         assert response.status_code == 200, name
-        assert response.headers["content-type"] == "image/png"
-        png(response.content)
+        if name.endswith(".png"):
+            assert response.headers["content-type"] == "image/png"
+            png(response.content)
+        else:
+            assert response.headers["content-type"] == "application/octet-stream", name
 
 
 def test_ready_with_a_worker(http: httpx.Client) -> None:
@@ -154,6 +157,10 @@ def test_attacks(http: httpx.Client, fields: dict[str, str], expect: str | None)
     assert isinstance(result["success"], bool)
     if expect:
         assert result["target"]["class"] == expect
+    settings = result["record"]["settings"]["attack"]
+    assert settings["mode"] == fields["mode"] and settings["steps"] == int(fields["steps"])
+    assert settings["eps"] == float(fields.get("eps", 20.0)) and settings["momentum"] == 0.9
+    assert len(result["record"]["inputs"]) == 1 and result["record"]["seed"] is None
     assert set(result["artifacts"]) == {"input.png", "adversarial.png", "difference.png",
                                         "gradcam_before.png", "gradcam_after.png"}
     check_artifacts(http, result)

@@ -243,12 +243,13 @@ def start_api(env: dict[str, str], log: Path) -> tuple[Proc, str]:
 
 @contextmanager
 def service_stack(redis_url: str, model_dir: Path, logs: Path,
-                  preload: tuple[str, ...] = ("tiny",)) -> Iterator[dict[str, Any]]:
+                  preload: tuple[str, ...] = ("tiny",),
+                  **extra: str) -> Iterator[dict[str, Any]]:
     """An API process and a worker process on ``redis_url``'s database (flushed before and
-    after): ``{"url", "redis", "api", "worker"}``."""
+    after), with ``extra`` environment variables: ``{"url", "redis", "api", "worker"}``."""
     redis = Redis.from_url(redis_url)
     redis.flushdb()
-    env = service_env(redis_url, model_dir)
+    env = service_env(redis_url, model_dir, **extra)
     procs: list[Proc] = []
     try:
         api, url = start_api(env, logs / "api.log")

@@ -69,3 +69,15 @@ def test_ara_picture_endpoint(redis_url: str, tmp_path: Path) -> None:
     with TestClient(create_app(keyed)) as client:
         assert client.get("/v1/models/m/ara.png").status_code == 401
         assert client.get("/").status_code == 200  # the page itself holds no data
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_reference_pages_need_no_cdn(client: TestClient, page: str) -> None:
+    html = client.get(page).text
+    assert "cdn" not in html.lower() and "https://" not in html
+    assets = re.findall(r"""(?:src|href)=["']?(/docs-assets/[^"' >]+)""", html)
+    assert len(assets) >= 2, html
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.content) > 1000, asset
+    assert client.get("/openapi.json").status_code == 200
