@@ -387,9 +387,9 @@ def test_upload_errors_in_words(page: Any, stack: dict[str, Any]) -> None:
     # keyboard: the focused field is the browser's own file input (Space opens its chooser;
     # whether headless Chromium's chooser event arrives in time is the browser's business,
     # so the file is set directly); Enter on the button submits
-    assert page.evaluate("(() => { const e = document.activeElement;"
-                         " return e.tagName + ':' + e.type + ':' + e.tabIndex + ':' + e.disabled; })()"
-                         ) == "INPUT:file:0:false"
+    focused = page.evaluate("(() => { const e = document.activeElement; return"
+                            " [e.tagName, e.type, e.tabIndex, e.disabled].join(':'); })()")
+    assert focused == "INPUT:file:0:false"
     upload(page, "#explain-image", "notes.png", b"these are words, not pixels\n" * 10)
     page.focus("#explain-submit")
     page.keyboard.press("Enter")
