@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._inference import inference_model
 from ._perturb import MIN_MODES, ProgressFn, SanityCheckError, frozen, perturb
 from .data import ImageSet, evaluation_indices
 
@@ -92,7 +93,8 @@ def ara(
     Defaults are the reference settings (eps 20, 450 steps, momentum 0.9, overshoot 1, no
     clipping). Images already defeated without perturbation get ``d_i = 0`` and, with
     ``skip_defeated``, skip the routine (exact: every sample is attacked independently in
-    eval mode, and the routine's first pass finds the same ``d_i = 0``).
+    eval mode, and the routine's first pass finds the same ``d_i = 0``). The routine runs on
+    the network's inference copy (:func:`inference_model`), equal up to float rounding.
 
     Raises :class:`SanityCheckError` (``strict``) when an image's goal was first met
     after half the steps or never: raise ``eps`` or ``steps``.
@@ -104,6 +106,7 @@ def ara(
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     n = x.shape[0]
+    model = inference_model(model)
     with frozen(model), torch.no_grad():
         logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, n, batch_size)])
     num_classes = logits.shape[1]

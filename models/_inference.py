@@ -137,7 +137,12 @@ class FoldedResNet(nn.Module):
         self.register_buffer("input_offset", net.input_offset.detach().clone())
         self.num_classes = net.num_classes
         self.stem = _Conv(stem)
-        self.blocks = [_Block(b) for stage in stages for b in stage]  # type: ignore[union-attr]
+        self.blocks: list[_Block] = []
+        for stage in stages:
+            for block in stage.children():
+                if not isinstance(block, PreActBlock):
+                    raise TypeError(f"expected PreActBlock, got {type(block).__name__}")
+                self.blocks.append(_Block(block))
         self.scale, self.shift = _bn_affine(bn)
         self.d = _act_width(act)
         self.head = _Conv(head)
