@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     )
     from ._explain import AdversarialExplainer, Explanation
     from ._hhrelu import HalfHuberReLU, hhrelu
+    from ._inference import FoldedResNet, inference_model
     from ._perturb import (
         MODES,
         MinimalAttack,
@@ -86,6 +87,8 @@ _EXPORTS: dict[str, str] = {
     "PerturbResult": "._perturb",
     "SanityCheckError": "._perturb",
     "MinimalAttack": "._perturb",
+    "inference_model": "._inference",
+    "FoldedResNet": "._inference",
     "AdversarialExplainer": "._explain",
     "Explanation": "._explain",
     "ara": "._ara",
