@@ -95,6 +95,18 @@ def paper_augment(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def paper_standard_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                        y: torch.Tensor) -> float:
+    """One standard training step (method.md §6's schedule): augment, cross-entropy,
+    backward, SGD update. Returns the loss."""
+    model.train()
+    loss = F.cross_entropy(model(paper_augment(x)), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def paper_robust_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                       y: torch.Tensor, psi: float, zeta: float = 0.2) -> float:
     """One robust training step of method.md §5 (double backpropagation), model in train
@@ -114,4 +126,4 @@ def paper_robust_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: tor
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
