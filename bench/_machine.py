@@ -63,7 +63,7 @@ def efficiency(flops: float, seconds: float, peak: float) -> str:
     return f"{rate:6.1f} GFLOP/s {100 * rate / peak:4.0f} % of peak"
 
 
-def describe(peak: float) -> str:
+def describe(peak: float, how: str = "median among the runs") -> str:
     """One line naming the machine's peak as measured, for the head of a report."""
     return (f"float32 matrix-multiply peak {peak:.1f} GFLOP/s "
-            f"({torch.get_num_threads()} threads, median among the runs)")
+            f"({torch.get_num_threads()} threads, {how})")

@@ -56,7 +56,8 @@ def main() -> None:
                                              else "relu"))
             opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
             if kind == "robust":
-                runs["robust: paper"] = lambda n=net, o=opt: paper_robust_step(n, o, x, y, psi)
+                runs["robust: paper"] = (lambda n=net, o=opt, p=psi:
+                                         paper_robust_step(n, o, x, y, p))
             else:
                 runs["standard: paper"] = lambda n=net, o=opt: paper_standard_step(n, o, x, y)
             runs[f"{kind}: aex"] = lambda t=trainer: t._step(x, y, gen)
