@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from _machine import MatmulPeak, describe, efficiency, forward_flops
-from _paper import paper_network, paper_routine
+from _paper import paper_routine
 
 from aex.models import (
     FAST_SETTINGS,
@@ -67,7 +67,6 @@ def main() -> None:
     idx = evaluation_indices(len(data), args.n_images)
     x, y = data.floats(idx), data.labels[idx]
     fast = {**FAST_SETTINGS, "eps": args.fast_eps, "steps": args.fast_steps}
-    paper = paper_network(loaded.model)
     matmul = MatmulPeak()
     peaks = [matmul.gflops(_seconds(matmul))]
     per_pass = 2 * forward_flops(loaded.model, x[:1])
@@ -78,7 +77,7 @@ def main() -> None:
 
         def paper_run(_mode: str = mode) -> tuple[float, int]:
             radii = torch.cat([
-                paper_routine(paper, x[i:i + args.batch_size], y[i:i + args.batch_size],
+                paper_routine(loaded.model, x[i:i + args.batch_size], y[i:i + args.batch_size],
                               _mode, ref["eps"], ref["steps"], ref["overshoot"],
                               ref["momentum"]).flatten(1).pow(2).mean(1).sqrt()
                 for i in range(0, len(y), args.batch_size)])

@@ -4,8 +4,8 @@
 
 The 12 targets are those the reference produces for one image: the true class, the most
 confident wrong class, and each of the 10 classes, as one batch. Timed side by side in
-one run, interleaved: the paper's loop (``_paper.py``: method.md §3 written out, with the
-reference implementation's style of HHReLU), our routine on the network as it is loaded
+one run, interleaved: the paper's loop (``_paper.py``: method.md §3 written out, on the
+network as loaded), our routine on the network as it is loaded
 (what aex ran before the inference copy), our routine on the inference copy (BatchNorm
 folded, fused activations, channels-last), and ``explain()`` with all 10 classes. With
 ``--compile`` also the inference copy through ``torch.compile`` (compiling takes minutes).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from _machine import MatmulPeak, describe, efficiency, forward_flops
-from _paper import paper_explanations, paper_network
+from _paper import paper_explanations
 from _timing import interleaved
 from bench_ara import cifar_test_dir
 
@@ -57,7 +57,6 @@ def main() -> None:
     wrong = [int(k) for k in probs.argsort(descending=True) if int(k) != label][0]
     targets = torch.tensor([label, wrong, *range(len(loaded.classes))])
     batch = x.expand(len(targets), -1, -1, -1).contiguous()
-    paper = paper_network(model)
     fast = inference_model(model)
     explainer = AdversarialExplainer(model, loaded.classes)
 
@@ -66,7 +65,7 @@ def main() -> None:
                                overshoot=5.0)
 
     runs: dict[str, Callable[[], object]] = {
-        "paper loop": lambda: paper_explanations(paper, x, targets),
+        "paper loop": lambda: paper_explanations(model, x, targets),
         "routine, network as is": routine(model),
         "routine, inference copy": routine(fast),
         "explain(), 10 targets": lambda: explainer.explain(x, targets="all"),
