@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ara_from_radii,
         ara_on_dataset,
         evaluate_accuracy,
+        tail_settings,
     )
     from ._architectures import create_model, list_models, register_model
     from ._classic import CLASSIC_METHODS, ClassicExplainer
@@ -98,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_accuracy": "._ara",
     "REFERENCE_SETTINGS": "._ara",
     "FAST_SETTINGS": "._ara",
+    "tail_settings": "._ara",
     "COARSE_RELATIVE_RESOLUTION": "._ara",
     "ClassicExplainer": "._classic",
     "CLASSIC_METHODS": "._classic",
