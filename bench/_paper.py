@@ -24,7 +24,7 @@ def paper_routine(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str,
     delta = torch.zeros_like(x)
     velocity = torch.zeros_like(x)
     best = torch.zeros_like(x)
-    best_rms = torch.full((x.shape[0],), float("inf"))
+    best_rms = torch.full((x.shape[0],), float("inf"), device=x.device)
     size = eps * overshoot
     is_min = mode in ("l2min", "btr")
     for t in range(steps + 1 if is_min else steps):
@@ -96,10 +96,10 @@ def paper_robust_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: tor
     logits = model(x)
     ce = F.cross_entropy(logits, y)
     classes = logits.shape[1]
-    margin_rows = torch.rand(len(y)) < zeta
+    margin_rows = torch.rand(len(y), device=y.device) < zeta
     others = logits.masked_fill(F.one_hot(y, classes).bool(), float("-inf")).max(1).values
     margin = logits.gather(1, y[:, None])[:, 0] - others
-    random_logit = logits.gather(1, torch.randint(classes, (len(y),))[:, None])[:, 0]
+    random_logit = logits.gather(1, torch.randint(classes, (len(y), 1), device=y.device))[:, 0]
     s = torch.where(margin_rows, margin, random_logit)
     (grad,) = torch.autograd.grad(s.sum(), x, create_graph=True)
     loss = ce + psi * grad.pow(2).mean()
