@@ -179,9 +179,10 @@ def tail_settings(settings: dict[str, Any], steps: int) -> dict[str, Any]:
 
 
 # The last 150 of the reference's 450 steps (eps 2.23): a third of the passes, the same
-# last step. On 11–16 images of the paper's networks the mean radius moved +1.0 % (robust,
-# attack) and +2.7–4.2 % (standard, attack, whose radii are chaotic: noise of 1e-7 on the
-# input moves the reference's own mean radius by 7 %), against +1.1 % and +38 % for the
-# former fast settings (eps 5, 150 steps), whose last step was 2.2× the reference's.
+# last step. On 11–23 images of the paper's networks the mean radius moved +1.0 % (robust,
+# attack), +2.1 % (robust, BTR) and +2.7–4.2 % (standard, attack, whose radii are chaotic:
+# noise of 1e-7 on the input moves the reference's own mean radius by 7 %), against +1.1 %
+# and +38 % (attack) for the former fast settings (eps 5, 150 steps), whose last step was
+# 2.2× the reference's.
 FAST_SETTINGS: dict[str, Any] = tail_settings(REFERENCE_SETTINGS, 150)
 COARSE_RELATIVE_RESOLUTION = 0.01
