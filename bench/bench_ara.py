@@ -1,7 +1,11 @@
-"""ARA at the reference settings against the fast settings, side by side on the same images.
+"""ARA: the paper's algorithm, ours at the same settings, and ours fast, on the same images.
 
-Three runs per mode: the reference algorithm as published (every image attacked), the same
-settings skipping images already defeated unperturbed (exact), and the fast settings.
+Three runs per mode, timed in one run: the paper's algorithm (``_paper.py``: method.md §3
+written out, every image attacked at the reference settings, eps 20, 450 steps, momentum
+0.9), ``ara()`` at the same settings (images already defeated skip the routine, the
+inference copy of the network: exact up to float rounding), and ``ara()`` at the fast
+settings. Efficiency is against the float32 matrix-multiply peak timed before and after,
+with the convolutions' FLOPs of every routine pass actually run (forward + input gradient).
 
     python bench/bench_ara.py [--model ref-robust] [--n-images 100] [--threads N]
 
@@ -18,6 +22,8 @@ import time
 from pathlib import Path
 
 import torch
+from _machine import MatmulPeak, describe, efficiency, forward_flops
+from _paper import paper_routine
 
 from aex.models import (
     FAST_SETTINGS,
@@ -28,6 +34,7 @@ from aex.models import (
     load_checkpoint,
     load_image_folder,
 )
+from aex.models._ara import ara_from_radii
 from aex.models.data import extract_tar
 
 
@@ -60,31 +67,54 @@ def main() -> None:
     idx = evaluation_indices(len(data), args.n_images)
     x, y = data.floats(idx), data.labels[idx]
     fast = {**FAST_SETTINGS, "eps": args.fast_eps, "steps": args.fast_steps}
+    matmul = MatmulPeak()
+    peaks = [matmul.gflops(_seconds(matmul))]
+    per_pass = 2 * forward_flops(loaded.model, x[:1])
     print(f"{loaded.name}: {len(y)} images, {torch.get_num_threads()} threads")
-    print(f"{'mode':6s} {'settings':34s} {'seconds':>8s} {'ARA':>8s}")
-    runs = (
-        ("reference", REFERENCE_SETTINGS, False),
-        ("reference+skip", REFERENCE_SETTINGS, True),
-        ("fast", fast, True),
-    )
+    print(f"{'mode':6s} {'run':38s} {'seconds':>8s} {'ARA':>8s} {'ratio':>7s} {'change':>8s}")
+    ref = REFERENCE_SETTINGS
     for mode in ("l2min", "btr"):
-        results = {}
-        for label, settings, skip in runs:
-            start = time.perf_counter()
-            res = ara(loaded.model, x, y, mode=mode, batch_size=args.batch_size,
-                      strict=False, skip_defeated=skip, **settings)
-            seconds = time.perf_counter() - start
-            results[label] = (seconds, res.value)
-            desc = f"{label} eps={settings['eps']:g} steps={settings['steps']}"
-            note = f"  (unsettled: {res.unsettled})" if res.unsettled else ""
-            print(f"{mode:6s} {desc:34s} {seconds:8.1f} {res.value:8.5f}{note}", flush=True)
-        (t_ref, v_ref), (t_fast, v_fast) = results["reference"], results["fast"]
-        change = (v_fast - v_ref) / v_ref if v_ref else float("nan")
-        skip_change = (results["reference+skip"][1] - v_ref) / v_ref if v_ref else float("nan")
-        print(f"{mode:6s} skipping defeated images: {t_ref / results['reference+skip'][0]:.2f}× "
-              f"faster, ARA change {skip_change:+.3%}")
-        print(f"{mode:6s} fast settings: {t_ref / t_fast:.2f}× faster than the reference, "
-              f"ARA change {change:+.2%} (limit ±2%)", flush=True)
+
+        def paper_run(_mode: str = mode) -> tuple[float, int]:
+            radii = torch.cat([
+                paper_routine(loaded.model, x[i:i + args.batch_size], y[i:i + args.batch_size],
+                              _mode, ref["eps"], ref["steps"], ref["overshoot"],
+                              ref["momentum"]).flatten(1).pow(2).mean(1).sqrt()
+                for i in range(0, len(y), args.batch_size)])
+            return ara_from_radii(radii, len(loaded.classes))[0], len(y)
+
+        def ours(settings: dict, _mode: str = mode) -> tuple[float, int]:
+            res = ara(loaded.model, x, y, mode=_mode, batch_size=args.batch_size, strict=False,
+                      **settings)
+            return res.value, round(res.accuracy * len(y))
+
+        rows = {}
+        for label, run, steps in (
+            ("paper's algorithm, reference settings", paper_run, ref["steps"]),
+            ("ara(), reference settings", lambda: ours(ref), ref["steps"]),
+            (f"ara(), fast eps={fast['eps']:g} steps={fast['steps']}", lambda: ours(fast),
+             fast["steps"]),
+        ):
+            begin = time.perf_counter()
+            value, attacked = run()
+            seconds = time.perf_counter() - begin
+            rows[label] = (seconds, value, attacked * (steps + 1) * per_pass)
+            base_s, base_v = next(iter(rows.values()))[:2]
+            change = (value - base_v) / base_v if base_v else float("nan")
+            print(f"{mode:6s} {label:38s} {seconds:8.1f} {value:8.5f} {base_s / seconds:6.2f}× "
+                  f"{change:+8.2%}", flush=True)
+        peaks.append(matmul.gflops(_seconds(matmul)))
+        for label, (seconds, _, flops) in rows.items():
+            print(f"{mode:6s}   {label:36s} {efficiency(flops, seconds, max(peaks))}")
+    print(describe(max(peaks), "best call before and after each mode")
+          + f"; assumed {per_pass / 1e9:.3f} GFLOP per image and pass")
+
+
+def _seconds(fn: object) -> float:
+    begin = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - begin
+
 
 if __name__ == "__main__":
     main()

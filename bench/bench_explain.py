@@ -1,18 +1,27 @@
-"""Adversarial-explanation time: 1 image × 12 targets × 35 steps on a robust network.
+"""Adversarial-explanation time, 1 image × 12 targets × 35 steps, against the paper's loop.
 
-    python bench/bench_explain.py [--model ref-robust] [--repeats 3] [--threads N]
+    python bench/bench_explain.py [--model ref-robust] [--repeats 3] [--threads N] [--compile]
 
 The 12 targets are those the reference produces for one image: the true class, the most
-confident wrong class, and each of the 10 classes; they run as one batch. Also times the
-same batch through the API the service uses (``AdversarialExplainer``, all 10 classes).
+confident wrong class, and each of the 10 classes, as one batch. Timed side by side in
+one run, interleaved: the paper's loop (``_paper.py``: method.md §3 written out, on the
+network as loaded), our routine on the network as it is loaded
+(what aex ran before the inference copy), our routine on the inference copy (BatchNorm
+folded, fused activations, channels-last), and ``explain()`` with all 10 classes. With
+``--compile`` also the inference copy through ``torch.compile`` (compiling takes minutes).
+Efficiency is against the float32 matrix-multiply peak timed among the same runs, with the
+FLOPs of the convolutions: a forward pass plus the input gradient (2 × forward) per step.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _machine import MatmulPeak, describe, efficiency, forward_flops
+from _paper import paper_explanations
 from _timing import interleaved
 from bench_ara import cifar_test_dir
 
@@ -20,6 +29,7 @@ from aex.models import (
     AdversarialExplainer,
     ModelStore,
     evaluation_indices,
+    inference_model,
     load_checkpoint,
     load_image_folder,
     perturb,
@@ -32,28 +42,49 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     store = ModelStore(args.model_dir) if args.model_dir else ModelStore()
     loaded = load_checkpoint(args.model, store=store)
+    model = loaded.model.eval()
     data = load_image_folder(cifar_test_dir(), loaded.input_size[0])
     i = int(evaluation_indices(len(data), 1)[0])
     x, label = data.floats(slice(i, i + 1)), int(data.labels[i])
     with torch.no_grad():
-        probs = loaded.model(x).softmax(1)[0]
+        probs = model(x).softmax(1)[0]
     wrong = [int(k) for k in probs.argsort(descending=True) if int(k) != label][0]
     targets = torch.tensor([label, wrong, *range(len(loaded.classes))])
     batch = x.expand(len(targets), -1, -1, -1).contiguous()
-    explainer = AdversarialExplainer(loaded.model, loaded.classes)
-    times = interleaved({
-        "routine, 12 targets": lambda: perturb(loaded.model, batch, targets, mode="encourage",
-                                               eps=0.1, steps=35, overshoot=5.0),
+    fast = inference_model(model)
+    explainer = AdversarialExplainer(model, loaded.classes)
+
+    def routine(net: torch.nn.Module) -> Callable[[], object]:
+        return lambda: perturb(net, batch, targets, mode="encourage", eps=0.1, steps=35,
+                               overshoot=5.0)
+
+    runs: dict[str, Callable[[], object]] = {
+        "paper loop": lambda: paper_explanations(model, x, targets),
+        "routine, network as is": routine(model),
+        "routine, inference copy": routine(fast),
         "explain(), 10 targets": lambda: explainer.explain(x, targets="all"),
-    }, repeats=args.repeats)
+    }
+    if args.compile:
+        runs["routine, compiled copy"] = routine(inference_model(model, compile=True))
+    matmul = MatmulPeak()
+    times = interleaved({**runs, "matmul": matmul}, repeats=args.repeats)
+    peak = matmul.gflops(times.pop("matmul"))
+    per_row = 2 * 35 * forward_flops(model, x)
     print(f"{loaded.name}, {torch.get_num_threads()} threads, 35 steps, rho 0.1, overshoot 5")
+    print(f"{describe(peak)}; assumed: {per_row / 1e9:.3f} GFLOP per row "
+          f"(35 × (forward + input gradient)), 12 rows = {12 * per_row / 1e9:.2f} GFLOP")
+    base, before = times["paper loop"], times["routine, network as is"]
     for name, seconds in times.items():
-        print(f"  {name:22s} {seconds:6.2f} s")
+        rows = 10 if name.startswith("explain") else 12
+        print(f"  {name:26s} {seconds:6.2f} s  {base / seconds:5.2f}× paper loop  "
+              f"{before / seconds:5.2f}× as is  {efficiency(rows * per_row, seconds, peak)}")
+    print(f"limit at peak: {12 * per_row / peak / 1e9:.2f} s for 12 rows")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""Training throughput (images/s) of standard, adversarial and robust steps, ResNet-44.
+"""Training throughput (images/s) of standard and robust steps, ResNet-44, against the
+paper's steps timed in the same run.
 
     python bench/bench_train.py [--batch 128] [--repeats 3] [--threads N]
 
-Each step is what ``aex train`` runs per batch (augmentation, attack for adversarial
-training, forward, loss, backward, SGD update). The robust step is also timed with the
-reference implementation's style of HHReLU (a masked piecewise forward and a custom
-backward that autograd differentiates), to show what the activation costs there.
+Each aex step is what ``aex train`` runs per batch (augmentation, forward, loss, backward,
+SGD update; the robust step adds the input-gradient penalty with double backpropagation).
+The baselines are the same steps written out from method.md (``_paper.py``: per-image
+augmentation, the same layers). Efficiency is against the
+float32 matrix-multiply peak timed among the same runs, with the FLOPs of the
+convolutions: a standard step is assumed to cost 3 forward passes (forward, input and
+weight gradients), a robust step 6 (forward, input gradient, and the backward of both).
 """
 
 from __future__ import annotations
@@ -13,24 +17,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import torch
+from _machine import MatmulPeak, describe, efficiency, forward_flops
+from _paper import paper_robust_step, paper_standard_step
 from _timing import interleaved
-from bench_hhrelu import PiecewiseHHReLU
 
-from aex.models import HalfHuberReLU, ImageSet
+from aex.models import ImageSet, create_model
 from aex.models.training import TrainConfig, Trainer
 
-# The reference implementation on this 2-core machine (issue 4): images/s.
-REFERENCE_IMAGES_PER_S = {"standard": 105.0, "robust": 35.0}
-
-
-def _swap_to_piecewise(module: torch.nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, HalfHuberReLU):
-            setattr(module, name, PiecewiseHHReLU())
-        else:
-            _swap_to_piecewise(child)
+FORWARD_PASSES = {"standard": 3, "robust": 6}
 
 
 def main() -> None:
@@ -44,35 +41,41 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     images = (torch.rand(args.batch, 3, 32, 32, generator=gen) * 255).byte()
     data = ImageSet(images, torch.arange(args.batch) % 10, [str(i) for i in range(10)])
+    x, y = data.floats(), data.labels
     tmp = tempfile.mkdtemp()
     common = {"arch": "resnet44", "epochs": 1, "batch_size": args.batch,
               "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
-    setups = {
-        "standard": TrainConfig(**common),
-        "adversarial l2": TrainConfig(**common, adversarial="l2"),
-        "robust": TrainConfig(**common, robust=True),
-        "robust, piecewise HHReLU": TrainConfig(**common, robust=True),
-    }
-    steps = {}
+    runs: dict[str, Callable[[], object]] = {}
+    psi = 220.0
     try:
-        for i, (name, cfg) in enumerate(setups.items()):
-            trainer = Trainer(cfg, data, f"{tmp}/{i}", device="cpu", show_progress=False)
-            if "piecewise" in name:
-                _swap_to_piecewise(trainer.model)
-            x, y = data.floats(), data.labels
-            steps[name] = (lambda t=trainer, x=x, y=y: t._step(x, y, gen))
-        seconds = interleaved(steps, repeats=args.repeats)
+        for kind in ("standard", "robust"):
+            trainer = Trainer(TrainConfig(**common, robust=kind == "robust"), data,
+                              f"{tmp}/{kind}", device="cpu", show_progress=False)
+            psi = trainer.psi.psi
+            net = create_model("resnet44", act="hhrelu" if kind == "robust" else "relu")
+            opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+            if kind == "robust":
+                runs["robust: paper"] = (lambda n=net, o=opt, p=psi:
+                                         paper_robust_step(n, o, x, y, p))
+            else:
+                runs["standard: paper"] = lambda n=net, o=opt: paper_standard_step(n, o, x, y)
+            runs[f"{kind}: aex"] = lambda t=trainer: t._step(x, y, gen)
+        matmul = MatmulPeak()
+        seconds = interleaved({**runs, "matmul": matmul}, repeats=args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    peak = matmul.gflops(seconds.pop("matmul"))
+    forward = forward_flops(create_model("resnet44"), x)
     print(f"ResNet-44 training steps, batch {args.batch}, {torch.get_num_threads()} threads")
-    rate = {name: args.batch / s for name, s in seconds.items()}
-    for name, r in rate.items():
-        ref = REFERENCE_IMAGES_PER_S.get(name)
-        vs = f"   reference implementation {ref:.0f}/s → {r / ref:.2f}×" if ref else ""
-        print(f"  {name:26s} {r:7.1f} images/s{vs}")
-    print(f"robust step cost relative to standard: {seconds['robust'] / seconds['standard']:.2f}×")
-    print(f"robust step speed-up from our HHReLU over the piecewise one: "
-          f"{seconds['robust, piecewise HHReLU'] / seconds['robust']:.2f}×")
+    print(f"{describe(peak)}; assumed: forward {forward / 1e9:.1f} GFLOP per batch, "
+          f"standard step 3×, robust step 6×")
+    for name, s in seconds.items():
+        kind, who = name.split(": ")
+        flops = FORWARD_PASSES[kind] * forward
+        vs = f"{seconds[f'{kind}: paper'] / s:5.2f}× paper" if who == "aex" else " " * 11
+        print(f"  {name:16s} {args.batch / s:7.1f} images/s  {vs}  {efficiency(flops, s, peak)}")
+    print(f"robust step cost relative to standard (aex): "
+          f"{seconds['robust: aex'] / seconds['standard: aex']:.2f}×")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ara_from_radii,
         ara_on_dataset,
         evaluate_accuracy,
+        tail_settings,
     )
     from ._architectures import create_model, list_models, register_model
     from ._classic import CLASSIC_METHODS, ClassicExplainer
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     )
     from ._explain import AdversarialExplainer, Explanation
     from ._hhrelu import HalfHuberReLU, hhrelu
+    from ._inference import FoldedResNet, inference_model
     from ._perturb import (
         MODES,
         MinimalAttack,
@@ -87,6 +89,8 @@ _EXPORTS: dict[str, str] = {
     "PerturbResult": "._perturb",
     "SanityCheckError": "._perturb",
     "MinimalAttack": "._perturb",
+    "inference_model": "._inference",
+    "FoldedResNet": "._inference",
     "AdversarialExplainer": "._explain",
     "Explanation": "._explain",
     "ara": "._ara",
@@ -96,6 +100,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_accuracy": "._ara",
     "REFERENCE_SETTINGS": "._ara",
     "FAST_SETTINGS": "._ara",
+    "tail_settings": "._ara",
     "COARSE_RELATIVE_RESOLUTION": "._ara",
     "ClassicExplainer": "._classic",
     "CLASSIC_METHODS": "._classic",

@@ -10,9 +10,24 @@ from torch import nn
 
 from aex.contract.targets import choose_targets, resolve_targets
 
-from ._perturb import ProgressFn, check_images, enforce_sanity, frozen, perturb
+from ._inference import inference_model
+from ._perturb import PerturbResult, ProgressFn, check_images, enforce_sanity, frozen, perturb
 
 TargetsArg = str | int | Sequence[int | str]
+ROWS_PER_PASS = 128
+"""Most (image, target) rows the routine runs as one batch (bounds its memory)."""
+
+
+def _select(result: PerturbResult, rows: torch.Tensor) -> PerturbResult:
+    """The rows ``rows`` (an index or mask) of a routine's result."""
+    return PerturbResult(result.x_adv[rows], result.delta[rows], result.rms[rows],
+                         result.success[rows], result.first_goal_step[rows], result.sane[rows])
+
+
+def _concat(parts: list[PerturbResult]) -> PerturbResult:
+    """The routine's results of consecutive row ranges as one result."""
+    return PerturbResult(*(torch.cat([getattr(r, name) for r in parts]) for name in (
+        "x_adv", "delta", "rms", "success", "first_goal_step", "sane")))
 
 
 @dataclass
@@ -87,16 +102,19 @@ class AdversarialExplainer:
             labels: ``(B,)`` true classes, used by ``targets="true"``.
             progress: called with the fraction done.
 
-        All targets of one image run as one batch. A failed sanity check becomes a
-        warning in the result (on non-robust networks it fails routinely).
+        All (image, target) rows run as one batch (up to ``ROWS_PER_PASS``) through the
+        network's inference copy (:func:`inference_model`: BatchNorm folded, channels-last),
+        which computes the same function up to float rounding. A failed sanity check
+        becomes a warning in the result (on non-robust networks it fails routinely).
         """
         check_images(images)
         if not rho > 0:
             raise ValueError(f"rho must be > 0, got {rho}")
         if int(steps) != steps or steps <= 0:
             raise ValueError(f"steps must be a positive integer, got {steps}")
-        with frozen(self.model), torch.no_grad():
-            probs = self.model(images).softmax(1)
+        fast = inference_model(self.model)
+        with frozen(fast), torch.no_grad():
+            probs = fast(images).softmax(1)
         classes = self.classes or [str(k) for k in range(probs.shape[1])]
         resolved = resolve_targets(targets, classes)
         per_image = [
@@ -104,41 +122,40 @@ class AdversarialExplainer:
                            None if labels is None else int(labels[i]))
             for i in range(images.shape[0])
         ]
-        total = sum(len(t) for t in per_image)
-        rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("img", "tgt", "x", "d", "after")}
-        warnings: list[str] = []
-        done = 0
-        for i, indices in enumerate(per_image):
-            tgt = torch.tensor(indices, dtype=torch.long, device=images.device)
-            batch = images[i:i + 1].expand(len(indices), -1, -1, -1).contiguous()
+        image_index = torch.tensor([i for i, t in enumerate(per_image) for _ in t],
+                                   dtype=torch.long, device=images.device)
+        target_index = torch.tensor([k for t in per_image for k in t], dtype=torch.long,
+                                    device=images.device)
+        total = image_index.numel()
+        parts: list[PerturbResult] = []
+        for start in range(0, total, ROWS_PER_PASS):
+            rows = slice(start, start + ROWS_PER_PASS)
 
-            def report(fraction: float, _done: int = done, _n: int = len(indices)) -> None:
+            def report(fraction: float, _done: int = start, _n: int = len(image_index[rows])
+                       ) -> None:
                 if progress is not None:
                     progress((_done + fraction * _n) / total)
 
-            result = perturb(self.model, batch, tgt, mode="encourage", eps=rho, steps=steps,
-                             overshoot=overshoot, momentum=momentum, clip=clip,
-                             progress=report)
-            warnings += enforce_sanity(result, f"explanation of image {i}", strict=False)
-            with frozen(self.model), torch.no_grad():
-                after = self.model(result.x_adv).softmax(1).gather(1, tgt[:, None])[:, 0]
-            rows["img"].append(torch.full_like(tgt, i))
-            rows["tgt"].append(tgt)
-            rows["x"].append(result.x_adv)
-            rows["d"].append(result.delta)
-            rows["after"].append(after)
-            done += len(indices)
-        image_index = torch.cat(rows["img"])
-        target_index = torch.cat(rows["tgt"])
-        deltas = torch.cat(rows["d"])
+            parts.append(perturb(fast, images[image_index[rows]], target_index[rows],
+                                 mode="encourage", eps=rho, steps=steps, overshoot=overshoot,
+                                 momentum=momentum, clip=clip, progress=report))
+        result = _concat(parts)
+        warnings: list[str] = []
+        for i in range(images.shape[0]):
+            own = image_index == i
+            warnings += enforce_sanity(_select(result, own), f"explanation of image {i}",
+                                       strict=False)
+        with frozen(fast), torch.no_grad():
+            after = fast(result.x_adv).softmax(1).gather(1, target_index[:, None])[:, 0]
+        deltas = result.delta
         return Explanation(
             image_index=image_index,
             target_index=target_index,
-            images=torch.cat(rows["x"]),
+            images=result.x_adv,
             perturbations=deltas,
             perturbation_rms=deltas.flatten(1).pow(2).mean(1).sqrt(),
             prob_before=probs[image_index, target_index],
-            prob_after=torch.cat(rows["after"]),
+            prob_after=after,
             probs=probs,
             warnings=warnings,
         )
