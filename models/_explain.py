@@ -27,6 +27,9 @@ class Explanation:
         perturbation_rms: ``(T,)`` ``rms(δ)``.
         prob_before, prob_after: ``(T,)`` target-class probability on ``x`` and ``x + δ``.
         probs: ``(B, C_n)`` softmax probabilities of the inputs.
+        prediction_after: ``(T,)`` the model's answer on ``x + δ``.
+        sane: ``(T,)`` the routine's sanity check (method.md §3): the budget was first
+            reached within the first half of the steps.
         warnings: the sanity check's warnings (method.md §3), if any.
     """
 
@@ -38,7 +41,14 @@ class Explanation:
     prob_before: torch.Tensor
     prob_after: torch.Tensor
     probs: torch.Tensor
+    prediction_after: torch.Tensor
+    sane: torch.Tensor
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def became_target(self) -> torch.Tensor:
+        """``(T,)`` whether the answer on ``x + δ`` is the row's target class."""
+        return self.prediction_after == self.target_index
 
 
 class AdversarialExplainer:
@@ -105,7 +115,8 @@ class AdversarialExplainer:
             for i in range(images.shape[0])
         ]
         total = sum(len(t) for t in per_image)
-        rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("img", "tgt", "x", "d", "after")}
+        rows: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("img", "tgt", "x", "d", "after", "pred", "sane")}
         warnings: list[str] = []
         done = 0
         for i, indices in enumerate(per_image):
@@ -121,12 +132,15 @@ class AdversarialExplainer:
                              progress=report)
             warnings += enforce_sanity(result, f"explanation of image {i}", strict=False)
             with frozen(self.model), torch.no_grad():
-                after = self.model(result.x_adv).softmax(1).gather(1, tgt[:, None])[:, 0]
+                probs_after = self.model(result.x_adv).softmax(1)
+            after = probs_after.gather(1, tgt[:, None])[:, 0]
             rows["img"].append(torch.full_like(tgt, i))
             rows["tgt"].append(tgt)
             rows["x"].append(result.x_adv)
             rows["d"].append(result.delta)
             rows["after"].append(after)
+            rows["pred"].append(probs_after.argmax(1))
+            rows["sane"].append(result.sane)
             done += len(indices)
         image_index = torch.cat(rows["img"])
         target_index = torch.cat(rows["tgt"])
@@ -140,5 +154,7 @@ class AdversarialExplainer:
             prob_before=probs[image_index, target_index],
             prob_after=torch.cat(rows["after"]),
             probs=probs,
+            prediction_after=torch.cat(rows["pred"]),
+            sane=torch.cat(rows["sane"]),
             warnings=warnings,
         )

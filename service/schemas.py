@@ -45,7 +45,8 @@ EXPLANATION_EXAMPLE: dict[str, Any] = {
         {
             "class": "dog", "index": 5, "probability_before": 0.22, "probability_after": 0.71,
             "perturbation_rms": 0.1, "artifact": "explanation_5.png",
-            "difference": "difference_5.png",
+            "difference": "difference_5.png", "became_target": True,
+            "sanity_check": "passed",
         }
     ],
     "warnings": [],

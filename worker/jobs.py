@@ -90,6 +90,8 @@ def _adversarial(ctx: JobContext, loaded: LoadedModel, x: torch.Tensor,
             "probability_before": before, "probability_after": after,
             "perturbation_rms": float(exp.perturbation_rms[t]),
             "artifact": name, "difference": diff,
+            "became_target": bool(exp.became_target[t]),
+            "sanity_check": "passed" if bool(exp.sane[t]) else "failed",
         })
     artifacts["grid.png"] = grid_png([x[0], *exp.images], ["input", *labels])
     return {

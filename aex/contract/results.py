@@ -46,6 +46,18 @@ class TargetResult(BaseModel):
     difference: str | None = Field(
         None, examples=["difference_5.png"], description="signed map of δ (adversarial)"
     )
+    became_target: bool | None = Field(
+        None, examples=[True],
+        description="whether the model's answer on the explanation image is this class "
+                    "(adversarial method only): with the probability before and after, it "
+                    "tells a weak explanation from one that made its case",
+    )
+    sanity_check: Literal["passed", "failed"] | None = Field(
+        None, examples=["passed"],
+        description="the routine's sanity check (method.md §3; adversarial method only): "
+                    "'failed' when the change first reached ρ after half of the steps or "
+                    "never, so it may not be the smallest; raise steps",
+    )
 
 
 class ExplanationResult(BaseModel):
