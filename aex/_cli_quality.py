@@ -45,6 +45,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--model-dir", type=Path, help="registry folder (default $AEX_MODEL_DIR)")
+    p.add_argument("--save-metrics", action="store_true",
+                   help="write the figures, with their settings and image count, into the "
+                        "checkpoint's metadata (metrics.explainers; shown in its card)")
     p.set_defaults(func=_benchmark)
 
 
@@ -93,6 +96,7 @@ def benchmark_command(args: argparse.Namespace) -> dict[str, Any]:
         BASELINE,
         QualitySettings,
         markdown_table,
+        metrics_summary,
         plot_quality_curves,
         run_benchmark,
         summarise,
@@ -152,4 +156,9 @@ def benchmark_command(args: argparse.Namespace) -> dict[str, Any]:
             + markdown_table(rows))
         plot_quality_curves(rows, str(args.out / "curves.png"),
                             title=f"{loaded.name}, {len(subset)} images")
+    if args.save_metrics:
+        from aex.models import update_metrics
+
+        update_metrics(loaded.name, {"explainers": metrics_summary(rows, report["settings"])},
+                       store=store)
     return report

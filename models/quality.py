@@ -629,3 +629,25 @@ def run_benchmark(model: nn.Module, images: torch.Tensor, methods: Sequence[str]
         if progress is not None:
             progress((n + 1) / len(todo))
     return records
+
+
+def metrics_summary(rows: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The figures a model's metadata keeps (``metrics["explainers"]``): each method's
+    areas, infidelity, max-sensitivity, randomisation flag and counterfactual validity,
+    with the image counts and settings they were measured with."""
+    methods: dict[str, Any] = {}
+    for method, row in rows.items():
+        rand, cf = row.get("randomisation"), row.get("counterfactual")
+        methods[method] = {
+            "deletion_area": row["deletion_area"], "insertion_area": row["insertion_area"],
+            "infidelity": row["infidelity"], "max_sensitivity": row["max_sensitivity"],
+            "max_sensitivity_images": row["max_sensitivity_images"],
+            "randomisation_correlation": None if rand is None else rand["correlation"][-1],
+            "randomisation_flagged": None if rand is None else rand["flagged"],
+            "randomisation_images": None if rand is None else rand["n_images"],
+            "counterfactual_valid": None if cf is None else cf["valid"],
+            "counterfactual_median_rms": None if cf is None else cf["median_rms"],
+            "seconds_per_image_maps": row["seconds_per_image_maps"],
+        }
+    n_images = max((row["n_images"] for row in rows.values()), default=0)
+    return {"n_images": n_images, "settings": settings, "methods": methods}

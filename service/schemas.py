@@ -166,6 +166,11 @@ class CardQuality(BaseModel):
         description="the routine's settings for the ARAs (eps, steps, momentum, overshoot)")
     curves_url: str | None = Field(description="the ARA curves as a picture, when drawn",
                                    examples=["/v1/models/default-resnet44/ara.png"])
+    explainers: dict[str, Any] | None = Field(
+        None, description="explanation-quality figures per method (deletion and insertion "
+                          "areas, infidelity, max-sensitivity, the randomisation check, "
+                          "counterfactual validity) with their settings and image count, "
+                          "from aex benchmark-explainers --save-metrics")
 
 
 class ModelCard(BaseModel):
