@@ -60,6 +60,9 @@ def register(sub: Any) -> None:
     worker.add_argument("--name", help="worker name (default: RQ's host.pid)")
     worker.add_argument("--preload", action="append", default=[], metavar="MODEL",
                         help="load this model (name or alias) before taking jobs; repeatable")
+    worker.add_argument("--evaluations", action="store_true",
+                        help="take evaluation jobs (POST /v1/evaluations, on their own queue) "
+                             "instead of the others; needs AEX_EVAL_DATA")
     worker.set_defaults(func=_worker)
 
     remote = sub.add_parser("remote", help="use a running service over HTTP")
@@ -291,7 +294,8 @@ def _worker(args: argparse.Namespace) -> int:
     from aex.contract.settings import get_settings
     from aex.worker.main import run_worker
 
-    run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload)
+    run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload,
+               evaluations=args.evaluations)
     return 0
 
 

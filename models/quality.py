@@ -241,6 +241,8 @@ def max_sensitivity(map_fn: MapFn, x: torch.Tensor, target: torch.Tensor,
     def explain(inputs: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor
                 ) -> tuple[torch.Tensor]:
         images = inputs[0] if isinstance(inputs, tuple) else inputs
+        if target.numel() != images.shape[0]:  # Captum leaves a batch of one unexpanded
+            target = target.reshape(-1).repeat_interleave(images.shape[0] // target.numel())
         with torch.enable_grad():
             return (map_fn(images.clamp(0, 1), target=target),)
 

@@ -79,6 +79,12 @@ class ComparisonResult(results.ComparisonResult):
     artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
 
+class EvaluationResult(results.EvaluationResult):
+    """A finished evaluation job's result as clients see it: artifacts as URLs."""
+
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
+
+
 class JobAccepted(BaseModel):
     """The answer to a submission (202)."""
 
@@ -116,7 +122,7 @@ class JobView(BaseModel):
     cancel_requested: bool
     status_url: str
     error: str | None = Field(description="why the job failed or was canceled")
-    result: ExplanationResult | AttackResult | ComparisonResult | None
+    result: ExplanationResult | AttackResult | ComparisonResult | EvaluationResult | None
 
 
 class ModelMetrics(BaseModel):

@@ -22,7 +22,8 @@ ExplainMethod: TypeAlias = Literal[
 ]
 EXPLAIN_METHODS: tuple[str, ...] = ExplainMethod.__args__  # type: ignore[attr-defined]
 AttackMode: TypeAlias = Literal["l2", "l2min", "btr"]
-JobKind: TypeAlias = Literal["explanation", "attack", "comparison"]
+JobKind: TypeAlias = Literal["explanation", "attack", "comparison", "evaluation"]
+EvaluationKind: TypeAlias = Literal["ara", "explainers"]
 
 MAX_RHO = 1.0
 MAX_EXPLAIN_STEPS = 200
@@ -30,6 +31,7 @@ MAX_ATTACK_EPS = 50.0
 MAX_ATTACK_STEPS = 1000
 MAX_TARGETS = 10_000
 MAX_TARGET_SELECTIONS = 4
+MAX_EVAL_IMAGES = 1000
 
 ModelName = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description="registry name")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="weights' sha256")]
@@ -39,7 +41,11 @@ JOB_FUNCTIONS: dict[str, str] = {
     "explanation": "aex.worker.jobs.explain",
     "attack": "aex.worker.jobs.attack",
     "comparison": "aex.worker.comparisons.compare",
+    "evaluation": "aex.worker.evaluations.evaluate",
 }
+# Jobs of these kinds go to the evaluation queue (``Settings.evaluation_queue_name``), so
+# that long evaluations never wait in front of explanations.
+EVALUATION_KINDS = ("evaluation",)
 
 
 class _Spec(BaseModel):
@@ -112,8 +118,22 @@ class ComparisonJob(BaseModel):
         return " vs ".join(column.model for column in self.columns)
 
 
-JobSpec: TypeAlias = ExplanationJob | AttackJob | ComparisonJob
-SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob)
+class EvaluationJob(_Spec):
+    """Measure the model on the first ``n_images`` of the seeded evaluation order of the
+    worker's evaluation data (``AEX_EVAL_DATA``): its ARAs (``ara``: accuracy and both ARAs,
+    the cheaper settings when ``fast``) or its explainers (``explainers``: the measures of
+    ``aex benchmark-explainers`` for ``methods``). On success the figures go into the
+    model's metadata with their settings and image count."""
+
+    kind: Literal["evaluation"] = "evaluation"
+    evaluation: EvaluationKind
+    n_images: Annotated[int, Field(ge=1, le=MAX_EVAL_IMAGES)]
+    fast: bool = True
+    methods: Annotated[list[ExplainMethod], Field(min_length=1, max_length=5)] | None = None
+
+
+JobSpec: TypeAlias = ExplanationJob | AttackJob | ComparisonJob | EvaluationJob
+SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob, EvaluationJob)
 
 
 def parse_spec(data: Any, spec_type: type[SpecT]) -> SpecT:

@@ -6,13 +6,13 @@ job view replaces it with a map from name to URL (``aex.service.schemas``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aex.models.levels import VISIBLE_LEVELS, Visibility
 
-from .jobs import AttackMode, ExplainMethod
+from .jobs import AttackMode, EvaluationKind, ExplainMethod
 
 
 class ClassProbability(BaseModel):
@@ -173,4 +173,23 @@ class ComparisonResult(BaseModel):
     rho: float
     steps: int
     columns: list[ComparisonColumn] = Field(min_length=2, max_length=2)
+    artifacts: list[str] = Field(description="names of the pictures the job stored")
+
+
+class EvaluationResult(BaseModel):
+    """The result of a finished evaluation job: the figures, their settings and image
+    count, and whether the model's metadata now holds them."""
+
+    model: str
+    evaluation: EvaluationKind
+    n_images: int = Field(ge=1, description="images of the seeded evaluation order measured")
+    settings: dict[str, Any] = Field(description="every setting the figures were measured with")
+    figures: dict[str, Any] = Field(
+        description="ara: accuracy, ara_attack, ara_btr; explainers: one row per method "
+                    "(deletion and insertion areas and curves, infidelity, max-sensitivity, "
+                    "the randomisation check, counterfactual validity, timings)")
+    table: str | None = Field(None, description="explainers: the figures as a Markdown table")
+    saved: bool = Field(description="whether the figures went into the model's metadata")
+    seconds: float = Field(ge=0)
+    warnings: list[str] = Field(default_factory=list)
     artifacts: list[str] = Field(description="names of the pictures the job stored")

@@ -194,10 +194,12 @@ def test_benchmark_chunk_and_table(tiny: nn.Module, tiny_images: torch.Tensor) -
                                infidelity_samples=2, sensitivity_samples=2, sanity_images=2)
     records = [benchmark_chunk(tiny, tiny_images[:3], m, 0, settings, sanity=True)
                for m in (*METHODS, BASELINE)]
-    records.append(benchmark_chunk(tiny, tiny_images[3:], "saliency", 3, settings))
+    records.append(benchmark_chunk(tiny, tiny_images[3:5], "saliency", 3, settings))
+    records.append(benchmark_chunk(tiny, tiny_images[5:], "saliency", 5, settings))  # one
     rows = summarise(records)
     assert set(rows) == {*METHODS, BASELINE}
     assert rows["saliency"]["n_images"] == 6 and rows["gradcam"]["n_images"] == 3
+    assert rows["saliency"]["max_sensitivity_images"] == 6
     for method in METHODS:
         row = rows[method]
         assert 0 <= row["deletion_area"] <= 1 and 0 <= row["insertion_area"] <= 1
