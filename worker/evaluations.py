@@ -60,8 +60,11 @@ def _ara(ctx: JobContext, loaded: LoadedModel, subset: ImageSet, n_data: int,
     results = []
     x = subset.floats().to(loaded.device)
     for n, (mode, key) in enumerate((("l2min", "ara_attack"), ("btr", "ara_btr"))):
+        def progress(fraction: float, done: int = n) -> None:
+            ctx.progress((done + fraction) / 2)
+
         res = ara(loaded.model, x, subset.labels.to(loaded.device), mode=mode,
-                  progress=lambda f, n=n: ctx.progress((n + f) / 2), **settings)
+                  progress=progress, **settings)
         figures[key] = res.value
         results.append(res)
     saved: dict[str, Any] = {"ara_attack": figures["ara_attack"], "ara_btr": figures["ara_btr"],
