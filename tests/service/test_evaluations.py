@@ -22,6 +22,8 @@ from aex_service_testing import (
 )
 from redis import Redis
 
+from aex.client import Client, JobResult
+
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -109,9 +111,11 @@ def test_evaluations_have_their_own_queue(http: httpx.Client, stack: dict[str, A
                          files={"image": ("x.png", noise_png((32, 32)), "image/png")})
     assert response.status_code == 202
     explanation = response.json()["id"]
-    evaluation = http.post("/v1/evaluations", json={
-        "kind": "explainers", "model": "tiny", "n_images": 1, "methods": ["gradcam"]})
-    assert wait_job(http, evaluation.json()["id"], timeout=240)["status"] == "finished"
+    with Client(stack["url"]) as client:  # the Python client's way, waiting for the job
+        done = client.evaluate("explainers", model="tiny", n_images=1, methods=["gradcam"],
+                               timeout=240)
+    assert isinstance(done, JobResult)
+    assert done.result["n_images"] == 1 and set(done.result["figures"]) == {"gradcam", "random"}
     assert http.get(f"/v1/jobs/{explanation}").json()["status"] == "queued"
     assert http.delete(f"/v1/jobs/{explanation}").status_code in (200, 202, 204)
 
