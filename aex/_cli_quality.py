@@ -60,6 +60,7 @@ def _fingerprint(sha256: str, data: Path, n_images: int, chunk_size: int,
 
 
 def _load_records(path: Path, fingerprint: str) -> list[Any]:
+    """The saved records of a run with this fingerprint (unreadable lines are skipped)."""
     from aex.models.quality import MethodRecord
 
     if not path.is_file():
@@ -71,7 +72,10 @@ def _load_records(path: Path, fingerprint: str) -> list[Any]:
         except json.JSONDecodeError:
             continue
         if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
-            records.append(MethodRecord(**saved["record"]))
+            try:
+                records.append(MethodRecord(**saved["record"]))
+            except TypeError:  # written by another version: measured again
+                continue
     return records
 
 

@@ -19,8 +19,11 @@ attribution map per image, ``(B, H, W)``, non-negative (bigger: more important):
   and the median size of the change.
 
 :func:`attribution_maps` gives every method's map (the adversarial explanation's is
-``|δ|`` summed over channels); :func:`benchmark_chunk` runs all measures on a batch and
-:func:`summarise` turns per-image records into the table.
+``|δ|`` summed over channels); :func:`benchmark_chunk` runs all measures on a batch,
+:func:`run_benchmark` runs them chunk by chunk over a run's images (resuming from saved
+records), :func:`summarise` turns the records into the table (:func:`markdown_table`,
+:func:`plot_quality_curves`) and :func:`metrics_summary` into the figures a model's
+metadata keeps.
 
 Example::
 
@@ -36,7 +39,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -413,7 +416,6 @@ class MethodRecord:
     sanity_layers: list[str] | None = None
     sanity_correlation: list[list[float]] | None = None
     counterfactual: dict[str, list[Any]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The record as JSON data."""
