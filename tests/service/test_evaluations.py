@@ -88,7 +88,6 @@ def test_explainers_evaluation_puts_the_figures_in_the_model_metadata(
     assert saved["methods"]["gradcam"]["deletion_area"] == figures["gradcam"]["deletion_area"]
 
 
-@pytest.mark.slow
 def test_ara_evaluation_saves_the_aras_and_their_curves(http: httpx.Client) -> None:
     response = http.post("/v1/evaluations", json={"kind": "ara", "model": "tiny",
                                                   "n_images": 2})
