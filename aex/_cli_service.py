@@ -47,6 +47,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes to start (0: rely on workers elsewhere)")
+    serve.add_argument("--evaluation-workers", type=int,
+                       help="evaluation worker processes (POST /v1/evaluations; default 1 "
+                            "when AEX_EVAL_DATA is set, else 0)")
     serve.add_argument("--stop-grace", type=float, default=WORKER_STOP_S, metavar="SECONDS",
                        help="how long a stopping worker may finish its job before it is "
                             "killed (the job then runs again at the next start; default "
@@ -62,6 +65,9 @@ def register(sub: Any) -> None:
     worker.add_argument("--name", help="worker name (default: RQ's host.pid)")
     worker.add_argument("--preload", action="append", default=[], metavar="MODEL",
                         help="load this model (name or alias) before taking jobs; repeatable")
+    worker.add_argument("--evaluations", action="store_true",
+                        help="take evaluation jobs (POST /v1/evaluations, on their own queue) "
+                             "instead of the others; needs AEX_EVAL_DATA")
     worker.set_defaults(func=_worker)
 
     remote = sub.add_parser("remote", help="use a running service over HTTP")
@@ -216,6 +222,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.workers <= 64:
         raise CommandError("--workers must be between 0 and 64")
+    evaluation_workers = args.evaluation_workers
+    if evaluation_workers is None:
+        evaluation_workers = 1 if os.environ.get("AEX_EVAL_DATA") else 0
+    if not 0 <= evaluation_workers <= 64:
+        raise CommandError("--evaluation-workers must be between 0 and 64")
     if not 0 <= args.stop_grace <= 86_400:
         raise CommandError("--stop-grace must be between 0 and 86400 seconds")
     if not _port_free(args.host, args.port):
@@ -255,11 +266,18 @@ def _serve(args: argparse.Namespace) -> int:
         url = f"http://{args.host}:{args.port}"
         env.setdefault("AEX_API_URL", url)
         _warn_without_default_model(settings)
-        for number in range(1, args.workers + 1):
-            workers.append(Supervised(f"worker {number}", lambda: subprocess.Popen(
-                [sys.executable, "-m", "aex.worker"], env=env, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, start_new_session=True,
-            )))
+        roles: list[tuple[str, list[str]]] = [
+            (f"worker {n}", []) for n in range(1, args.workers + 1)] + [
+            (f"evaluation worker {n}", ["--evaluations"])
+            for n in range(1, evaluation_workers + 1)]
+        for name, extra in roles:
+            def start(extra: list[str] = extra) -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "aex.worker", *extra], env=env,
+                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                    start_new_session=True)
+
+            workers.append(Supervised(name, start))
         children.extend(workers)
         supervisor.start()
         config = uvicorn.Config(create_app(settings), host=args.host, port=args.port,
@@ -302,7 +320,8 @@ def _worker(args: argparse.Namespace) -> int:
     from aex.contract.settings import get_settings
     from aex.worker.main import run_worker
 
-    run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload)
+    run_worker(get_settings(), burst=args.burst, name=args.name, preload=args.preload,
+               evaluations=args.evaluations)
     return 0
 
 

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _cli_explain, _cli_models, _cli_service
+from . import __version__, _cli_explain, _cli_models, _cli_quality, _cli_service
 
 
 class CommandError(Exception):
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _cli_models.register(sub)
     _cli_explain.register(sub)
+    _cli_quality.register(sub)
     _cli_service.register(sub)
     return parser
 

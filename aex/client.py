@@ -324,6 +324,17 @@ class Client:
         })
         return self.wait(accepted["id"], timeout=timeout) if wait else accepted
 
+    def evaluate(self, kind: str = "explainers", *, model: str | None = None,
+                 n_images: int = 100, fast: bool = True, methods: Sequence[str] | None = None,
+                 wait: bool = True, timeout: float = 3600.0) -> JobResult | dict[str, Any]:
+        """Measure a model on the service's evaluation data: ``"ara"`` (accuracy and both
+        ARAs) or ``"explainers"`` (the explanation-quality measures of ``methods``); the
+        figures also join the model's metadata. See :meth:`explain` for ``wait``."""
+        body: dict[str, Any] = {"kind": kind, "model": model, "n_images": n_images,
+                                "fast": fast, "methods": list(methods) if methods else None}
+        accepted = self._request("POST", "/v1/evaluations", json=body).json()
+        return self.wait(accepted["id"], timeout=timeout) if wait else accepted
+
     def job(self, job_id: str, wait: float = 0) -> dict[str, Any]:
         """A job's current view (long-polling up to ``wait`` seconds for it to end)."""
         options: dict[str, Any] = {}

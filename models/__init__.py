@@ -4,7 +4,8 @@ adversarial explanations, ARA, classic explainers and training (method.md).
 Public modules: :mod:`aex.models.store` (the registry, torch-free: the API uses it),
 :mod:`aex.models.levels` (sizes of changes in 0–255 levels, torch-free: the contract
 uses it), :mod:`aex.models.checkpoint`, :mod:`aex.models.data`, :mod:`aex.models.render`,
-:mod:`aex.models.reference` and :mod:`aex.models.training`. The names below are
+:mod:`aex.models.reference`, :mod:`aex.models.training` and :mod:`aex.models.quality`
+(explanation-quality measures). The names below are
 imported lazily at run time, so ``import aex.models.store`` does not import torch; type
 checkers and editors read the real imports in the ``TYPE_CHECKING`` block.
 """

@@ -42,6 +42,9 @@ class Explanation:
         perturbation_rms: ``(T,)`` ``rms(δ)``.
         prob_before, prob_after: ``(T,)`` target-class probability on ``x`` and ``x + δ``.
         probs: ``(B, C_n)`` softmax probabilities of the inputs.
+        prediction_after: ``(T,)`` the model's answer on ``x + δ``.
+        sane: ``(T,)`` the routine's sanity check (method.md §3): the budget was first
+            reached within the first half of the steps.
         warnings: the sanity check's warnings (method.md §3), if any.
     """
 
@@ -53,7 +56,14 @@ class Explanation:
     prob_before: torch.Tensor
     prob_after: torch.Tensor
     probs: torch.Tensor
+    prediction_after: torch.Tensor
+    sane: torch.Tensor
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def became_target(self) -> torch.Tensor:
+        """``(T,)`` whether the answer on ``x + δ`` is the row's target class."""
+        return self.prediction_after == self.target_index
 
 
 class AdversarialExplainer:
@@ -146,7 +156,8 @@ class AdversarialExplainer:
             warnings += enforce_sanity(_select(result, own), f"explanation of image {i}",
                                        strict=False)
         with frozen(fast), torch.no_grad():
-            after = fast(result.x_adv).softmax(1).gather(1, target_index[:, None])[:, 0]
+            probs_after = fast(result.x_adv).softmax(1)
+        after = probs_after.gather(1, target_index[:, None])[:, 0]
         deltas = result.delta
         return Explanation(
             image_index=image_index,
@@ -157,5 +168,7 @@ class AdversarialExplainer:
             prob_before=probs[image_index, target_index],
             prob_after=after,
             probs=probs,
+            prediction_after=probs_after.argmax(1),
+            sane=result.sane,
             warnings=warnings,
         )

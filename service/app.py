@@ -26,7 +26,17 @@ from .head import HeadMiddleware
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .queue import JobQueue
-from .routers import attacks, comparisons, docs, explanations, health, jobs, models, web
+from .routers import (
+    attacks,
+    comparisons,
+    docs,
+    evaluations,
+    explanations,
+    health,
+    jobs,
+    models,
+    web,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for kind in CONTRACT_STATUS:
         app.add_exception_handler(kind, _contract_error)
     app.add_exception_handler(RedisError, _redis_error(settings.retry_after_s))
-    for router in (explanations.router, attacks.router, comparisons.router, jobs.router,
-                   models.router):
+    for router in (explanations.router, attacks.router, comparisons.router,
+                   evaluations.router, jobs.router, models.router):
         app.include_router(router, prefix="/v1", dependencies=[ApiKeyDep])
     app.include_router(health.router)
     # The web page (issue 6): `/` and its files under /static/, outside /v1 and without an

@@ -4,7 +4,8 @@ and the licence of its weights.
 The words that cannot be derived (description, licence, data, hardware, extra limits)
 come from the ``card`` object of the model's JSON sidecar; everything else comes from
 the rest of the metadata (``training.command``, ``training.train_seconds``, ``metrics``
-with ``ara_settings`` and ``ara_images``). The limits every model shares (its input size
+with ``ara_settings`` and ``ara_images``, and ``explainers`` from ``aex
+benchmark-explainers --save-metrics``). The limits every model shares (its input size
 and what an upload of another size becomes, its classes, its measured error rate) are
 written from the metadata too, so a model without a card still gets an honest one.
 """
@@ -106,6 +107,8 @@ def model_card(entry: CheckpointEntry) -> dict[str, Any]:
             "ara_settings": settings if isinstance(settings, dict) else None,
             "curves_url": (f"/v1/models/{entry.name}/ara.png"
                            if entry.ara_plot_path.is_file() else None),
+            "explainers": (metrics["explainers"]
+                           if isinstance(metrics.get("explainers"), dict) else None),
         },
         "limits": [*_limits(meta), *extra],
     }

@@ -26,7 +26,13 @@ from rq.serializers import JSONSerializer
 from aex.contract import keys, webhooks
 from aex.contract.connection import connect
 from aex.contract.errors import InvalidJobError
-from aex.contract.jobs import SPEC_TYPES, BatchExplanationJob, JobSpec, job_function
+from aex.contract.jobs import (
+    EVALUATION_KINDS,
+    SPEC_TYPES,
+    BatchExplanationJob,
+    JobSpec,
+    job_function,
+)
 from aex.contract.settings import Settings
 
 from .exceptions import ConflictError, NotFoundError, QueueFullError, UnavailableError
@@ -104,6 +110,8 @@ class JobQueue:
         self.connection = connection if connection is not None else connect(settings.redis_url)
         self.queue = Queue(settings.queue_name, connection=self.connection,
                            serializer=JSONSerializer)
+        self.evaluation_queue = Queue(settings.evaluation_queue_name,
+                                      connection=self.connection, serializer=JSONSerializer)
         self._probe = connect(settings.redis_url, socket_timeout=READY_TIMEOUT_S, retries=1)
 
     def readiness(self) -> Readiness:
@@ -131,11 +139,12 @@ class JobQueue:
         """Workers whose last liveness beat has not expired."""
         return int(self.connection.zcount(keys.WORKERS, time.time(), "+inf"))
 
-    def submit(self, spec: JobSpec, upload: bytes | list[bytes],
+    def submit(self, spec: JobSpec, upload: bytes | list[bytes] | None,
                owner: str | None = None, callback: str | None = None) -> Job:
-        """Store ``upload`` (a batch's: one per image, in order) and enqueue the job
-        ``spec`` (validated when it was built; the worker validates it again) for the
-        caller whose key hashes to ``owner``, with its webhook ``callback`` URL (checked).
+        """Store ``upload`` (a batch's: one per image, in order; evaluations have none) and
+        enqueue the job ``spec`` (validated when it was built; the worker validates it
+        again) for the caller whose key hashes to ``owner``, with its webhook ``callback``
+        URL (checked). Evaluations go to their own queue, with their own time limit.
 
         The queue-length check and the enqueue are one transaction (``WATCH`` on the
         queue), so concurrent submissions never overshoot ``max_queue``: past it,
@@ -143,12 +152,14 @@ class JobQueue:
         """
         kind, model = spec.kind, spec.model
         s = self.settings
+        evaluation = kind in EVALUATION_KINDS
+        queue = self.evaluation_queue if evaluation else self.queue
         job_id = uuid.uuid4().hex
-        job = self.queue.create_job(
+        job = queue.create_job(
             job_function(spec),
             kwargs={"spec": spec.model_dump(mode="json")},
             job_id=job_id,
-            timeout=s.job_timeout_s,
+            timeout=s.eval_timeout_s if evaluation else s.job_timeout_s,
             result_ttl=s.result_ttl_s,
             failure_ttl=s.failure_ttl_s,
             retry=Retry(max=s.job_retries) if s.job_retries else None,
@@ -160,8 +171,8 @@ class JobQueue:
         with self.connection.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(self.queue.key)
-                    if int(pipe.llen(self.queue.key)) >= s.max_queue:
+                    pipe.watch(queue.key)
+                    if int(pipe.llen(queue.key)) >= s.max_queue:
                         raise QueueFullError(
                             f"the queue already holds {s.max_queue} jobs; "
                             f"retry in {s.retry_after_s} s",
@@ -172,10 +183,10 @@ class JobQueue:
                         pipe.hset(keys.upload(job_id),
                                   mapping={str(n): data for n, data in enumerate(upload)})
                         pipe.expire(keys.upload(job_id), s.upload_ttl_s)
-                    else:
+                    elif upload is not None:
                         pipe.set(keys.upload(job_id), upload, ex=s.upload_ttl_s)
                     pipe.set(keys.known(job_id), (owner or "").encode(), ex=s.known_id_ttl_s)
-                    self.queue.enqueue_job(job, pipeline=pipe)
+                    queue.enqueue_job(job, pipeline=pipe)
                     pipe.execute()
                     break
                 except WatchError:
@@ -197,7 +208,8 @@ class JobQueue:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             job = None
-        if job is None or job.origin != self.queue.name or "kind" not in job.meta:
+        origins = (self.queue.name, self.evaluation_queue.name)
+        if job is None or job.origin not in origins or "kind" not in job.meta:
             owner = self.connection.get(keys.known(job_id))
             if isinstance(owner, bytes) and caller.may_see(owner.decode() or None):
                 s = self.settings

@@ -45,7 +45,8 @@ EXPLANATION_EXAMPLE: dict[str, Any] = {
         {
             "class": "dog", "index": 5, "probability_before": 0.22, "probability_after": 0.71,
             "perturbation_rms": 0.1, "artifact": "explanation_5.png",
-            "difference": "difference_5.png",
+            "difference": "difference_5.png", "became_target": True,
+            "sanity_check": "passed",
         }
     ],
     "warnings": [],
@@ -80,6 +81,12 @@ class ComparisonResult(results.ComparisonResult):
 
 class BatchResult(results.BatchResult):
     """A finished batch's result as clients see it: artifacts as URLs."""
+
+    artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
+
+
+class EvaluationResult(results.EvaluationResult):
+    """A finished evaluation job's result as clients see it: artifacts as URLs."""
 
     artifacts: dict[str, str] = Field(description="artifact name -> URL path")  # type: ignore[assignment]
 
@@ -121,7 +128,8 @@ class JobView(BaseModel):
     cancel_requested: bool
     status_url: str
     error: str | None = Field(description="why the job failed or was canceled")
-    result: BatchResult | ExplanationResult | AttackResult | ComparisonResult | None
+    result: (BatchResult | ExplanationResult | AttackResult | ComparisonResult
+             | EvaluationResult | None)
     partial: list[results.BatchImageResult] | None = Field(
         None, description="a batch's images finished so far, while it runs (artifact names "
                            "resolve under /v1/jobs/{id}/artifacts/)")
@@ -174,6 +182,11 @@ class CardQuality(BaseModel):
         description="the routine's settings for the ARAs (eps, steps, momentum, overshoot)")
     curves_url: str | None = Field(description="the ARA curves as a picture, when drawn",
                                    examples=["/v1/models/default-resnet44/ara.png"])
+    explainers: dict[str, Any] | None = Field(
+        None, description="explanation-quality figures per method (deletion and insertion "
+                          "areas, infidelity, max-sensitivity, the randomisation check, "
+                          "counterfactual validity) with their settings and image count, "
+                          "from aex benchmark-explainers --save-metrics")
 
 
 class ModelCard(BaseModel):

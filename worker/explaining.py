@@ -168,6 +168,8 @@ def explain_image(loaded: LoadedModel, x: torch.Tensor, methods: Sequence[str],
                     "probability_before": before, "probability_after": after,
                     "perturbation_rms": float(exp.perturbation_rms[t]),
                     "artifact": name, "difference": diff,
+                    "became_target": bool(exp.became_target[t]),
+                    "sanity_check": "passed" if bool(exp.sane[t]) else "failed",
                 })
             rows.append((tiles, labels))
             out.scales.append({"quantity": "perturbation", "colormap": "signed",

@@ -344,8 +344,9 @@ def _stop_before_start(signum: int, frame: object) -> None:
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None,
-               preload: list[str] | None = None) -> bool:
-    """Run a worker on ``settings.queue_name`` until stopped (or the queue is empty).
+               preload: list[str] | None = None, evaluations: bool = False) -> bool:
+    """Run a worker on ``settings.queue_name`` until stopped (or the queue is empty); with
+    ``evaluations``, on the evaluation queue (``settings.evaluation_queue_name``) instead.
 
     A stop signal before the worker takes jobs ends the process cleanly too; a Redis
     that is away at start is waited for.
@@ -363,7 +364,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         entry = cache.store.get(model)
         cache.get(entry.name, entry.sha256)
     connection = connect(settings.redis_url, socket_timeout=None)
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    queue_name = settings.evaluation_queue_name if evaluations else settings.queue_name
+    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
     while True:
         try:
             worker = ModelWorker([queue], settings, connection=connection,
@@ -372,7 +374,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         except UNAVAILABLE_ERRORS as exc:
             wait_for_redis(connection, exc)
     logger.info("worker %s on queue %r at %s, device %s, %d model(s) preloaded",
-                worker.name, settings.queue_name, mask_url(settings.redis_url), cache.device,
+                worker.name, queue_name, mask_url(settings.redis_url), cache.device,
                 len(cache))
     return worker.work(burst=burst, with_scheduler=False)
 

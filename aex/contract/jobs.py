@@ -22,7 +22,8 @@ ExplainMethod: TypeAlias = Literal[
 ]
 EXPLAIN_METHODS: tuple[str, ...] = ExplainMethod.__args__  # type: ignore[attr-defined]
 AttackMode: TypeAlias = Literal["l2", "l2min", "btr"]
-JobKind: TypeAlias = Literal["explanation", "attack", "comparison", "batch"]
+JobKind: TypeAlias = Literal["explanation", "attack", "comparison", "batch", "evaluation"]
+EvaluationKind: TypeAlias = Literal["ara", "explainers"]
 
 MAX_RHO = 1.0
 MAX_EXPLAIN_STEPS = 200
@@ -33,6 +34,7 @@ MAX_TARGET_SELECTIONS = 4
 MAX_SEED = 2**63 - 1
 MAX_BATCH_IMAGES = 1000
 MAX_IMAGE_NAME = 200
+MAX_EVAL_IMAGES = 1000
 
 ModelName = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description="registry name")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="weights' sha256")]
@@ -43,7 +45,11 @@ JOB_FUNCTIONS: dict[str, str] = {
     "attack": "aex.worker.jobs.attack",
     "comparison": "aex.worker.comparisons.compare",
     "batch": "aex.worker.batches.explain_batch",
+    "evaluation": "aex.worker.evaluations.evaluate",
 }
+# Jobs of these kinds go to the evaluation queue (``Settings.evaluation_queue_name``), so
+# that long evaluations never wait in front of explanations.
+EVALUATION_KINDS = ("evaluation",)
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED,
                             description="seeds torch before each method (SmoothGrad's noise)")]
 
@@ -153,11 +159,27 @@ class BatchExplanationJob(_Spec):
         return methods
 
 
-JobSpec: TypeAlias = ExplanationJob | AttackJob | ComparisonJob | BatchExplanationJob
-SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob, BatchExplanationJob)
+class EvaluationJob(_Spec):
+    """Measure the model on the first ``n_images`` of the seeded evaluation order of the
+    worker's evaluation data (``AEX_EVAL_DATA``): its ARAs (``ara``: accuracy and both ARAs,
+    the cheaper settings when ``fast``) or its explainers (``explainers``: the measures of
+    ``aex benchmark-explainers`` for ``methods``). On success the figures go into the
+    model's metadata with their settings and image count."""
+
+    kind: Literal["evaluation"] = "evaluation"
+    evaluation: EvaluationKind
+    n_images: Annotated[int, Field(ge=1, le=MAX_EVAL_IMAGES)]
+    fast: bool = True
+    methods: Annotated[list[ExplainMethod], Field(min_length=1, max_length=5)] | None = None
+
+
+JobSpec: TypeAlias = (ExplanationJob | AttackJob | ComparisonJob | BatchExplanationJob
+                      | EvaluationJob)
+SpecT = TypeVar("SpecT", ExplanationJob, AttackJob, ComparisonJob, BatchExplanationJob,
+                EvaluationJob)
 SPEC_TYPES: dict[str, type[JobSpec]] = {
     "explanation": ExplanationJob, "attack": AttackJob, "comparison": ComparisonJob,
-    "batch": BatchExplanationJob,
+    "batch": BatchExplanationJob, "evaluation": EvaluationJob,
 }
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aex.models.levels import VISIBLE_LEVELS, Visibility
 
-from .jobs import AttackMode, ExplainMethod
+from .jobs import AttackMode, EvaluationKind, ExplainMethod
 
 
 class ClassProbability(BaseModel):
@@ -45,6 +45,18 @@ class TargetResult(BaseModel):
     )
     difference: str | None = Field(
         None, examples=["difference_5.png"], description="signed map of δ (adversarial)"
+    )
+    became_target: bool | None = Field(
+        None, examples=[True],
+        description="whether the model's answer on the explanation image is this class "
+                    "(adversarial method only): with the probability before and after, it "
+                    "tells a weak explanation from one that made its case",
+    )
+    sanity_check: Literal["passed", "failed"] | None = Field(
+        None, examples=["passed"],
+        description="the routine's sanity check (method.md §3; adversarial method only): "
+                    "'failed' when the change first reached ρ after half of the steps or "
+                    "never, so it may not be the smallest; raise steps",
     )
 
 
@@ -252,4 +264,23 @@ class ComparisonResult(BaseModel):
     rho: float
     steps: int
     columns: list[ComparisonColumn] = Field(min_length=2, max_length=2)
+    artifacts: list[str] = Field(description="names of the pictures the job stored")
+
+
+class EvaluationResult(BaseModel):
+    """The result of a finished evaluation job: the figures, their settings and image
+    count, and whether the model's metadata now holds them."""
+
+    model: str
+    evaluation: EvaluationKind
+    n_images: int = Field(ge=1, description="images of the seeded evaluation order measured")
+    settings: dict[str, Any] = Field(description="every setting the figures were measured with")
+    figures: dict[str, Any] = Field(
+        description="ara: accuracy, ara_attack, ara_btr; explainers: one row per method "
+                    "(deletion and insertion areas and curves, infidelity, max-sensitivity, "
+                    "the randomisation check, counterfactual validity, timings)")
+    table: str | None = Field(None, description="explainers: the figures as a Markdown table")
+    saved: bool = Field(description="whether the figures went into the model's metadata")
+    seconds: float = Field(ge=0)
+    warnings: list[str] = Field(default_factory=list)
     artifacts: list[str] = Field(description="names of the pictures the job stored")

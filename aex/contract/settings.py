@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(3600, ge=1, le=30 * 86_400)
     failure_ttl_s: int = Field(86_400, ge=1, le=30 * 86_400)
     job_retries: int = Field(2, ge=0, le=10, description="retries of a job whose worker died")
+    # evaluations
+    eval_data: Path | None = Field(
+        None, description="ImageFolder tree an evaluation worker measures models on "
+                          "(POST /v1/evaluations); a request never names a path")
+    eval_timeout_s: int = Field(3600, ge=1, le=7 * 86_400,
+                                description="longest an evaluation job may run, in seconds")
 
     @field_validator("api_keys", "admin_api_keys", "webhook_allow", mode="before")
     @classmethod
@@ -126,6 +132,11 @@ class Settings(BaseSettings):
         """How long a job id is remembered after the job ended: longer than any result, so
         that an expired job is told apart from one that never existed."""
         return max(self.result_ttl_s, self.failure_ttl_s) + KNOWN_ID_MARGIN_S
+
+    @property
+    def evaluation_queue_name(self) -> str:
+        """The queue of evaluation jobs (``aex worker --evaluations`` takes them)."""
+        return f"{self.queue_name}-eval"
 
     @property
     def keys_required(self) -> bool:

@@ -11,7 +11,8 @@ const errorBox = () => document.getElementById("models-error");
 const title = () => document.getElementById("models-title");
 
 // metrics the card shows in words; any others are listed as they are
-const CARD_METRICS = ["accuracy", "ara_attack", "ara_btr", "n_test", "ara_images", "ara_settings"];
+const CARD_METRICS = ["accuracy", "ara_attack", "ara_btr", "n_test", "ara_images", "ara_settings",
+                      "explainers"];
 const measured = (value, format) => (value === null || value === undefined ? "not measured" : format(value));
 const show = (value) => {
   if (value === null || value === undefined) return "—";
@@ -104,6 +105,24 @@ function settingsText(settings) {
   return parts.filter(Boolean).join(", ");
 }
 
+// The figures of `aex benchmark-explainers --save-metrics` or an `explainers` evaluation.
+function explainersSection(figures) {
+  if (!figures || typeof figures.methods !== "object") return null;
+  const rows = Object.entries(figures.methods).map(([method, m]) => {
+    const flag = m.randomisation_flagged === null || m.randomisation_flagged === undefined ? "—"
+      : `${show(m.randomisation_correlation)}${m.randomisation_flagged ? " (flagged: the map ignores the weights)" : ""}`;
+    const valid = m.counterfactual_valid === null || m.counterfactual_valid === undefined ? ""
+      : `; counterfactual valid ${Math.round(100 * m.counterfactual_valid)} %`;
+    return [method, `deletion ${show(m.deletion_area)}, insertion ${show(m.insertion_area)}, `
+                    + `infidelity ${show(m.infidelity)}, max-sensitivity ${show(m.max_sensitivity)}; `
+                    + `rank correlation with all layers randomised ${flag}${valid}`];
+  });
+  return el("section", { class: "card-explainers", "aria-labelledby": "model-explainers" },
+    el("h2", { id: "model-explainers", text: "Which explanation to trust" }),
+    table(rows, `Measured on ${show(figures.n_images)} test images (lower deletion, higher insertion, `
+                + "lower infidelity and max-sensitivity are better)"));
+}
+
 function cardSections(model) {
   const card = model.card;
   const t = card.training;
@@ -126,7 +145,8 @@ function cardSections(model) {
                ["ARA, better than random (BTR)", measured(q.ara_btr, (v) => `${num(v)}${images(q.ara_images)}`)],
                ["Settings of the ARA attacks", settingsText(q.ara_settings)],
                ...Object.entries(model.metrics || {}).filter(([k]) => !CARD_METRICS.includes(k))]))),
-  ];
+    explainersSection(q.explainers),
+  ].filter(Boolean);
 }
 
 async function renderModel(name) {

@@ -24,6 +24,11 @@ def test_targets_all_run_for_every_class(tiny: torch.nn.Module, tiny_images: tor
     torch.testing.assert_close(e.prob_before, e.probs[e.image_index, e.target_index])
     assert (e.prob_after > e.prob_before).all()
     assert e.images.min() >= 0 and e.images.max() <= 1
+    with torch.no_grad():
+        answers = tiny(e.images).argmax(1)
+    assert torch.equal(e.prediction_after, answers)
+    assert torch.equal(e.became_target, answers == e.target_index)
+    assert e.sane.all() and not e.warnings
 
 
 @pytest.mark.parametrize(("targets", "expected"), [
@@ -79,6 +84,7 @@ def test_a_failed_sanity_check_is_a_warning_in_the_result(tiny: torch.nn.Module,
     with pytest.warns(RuntimeWarning):
         e = AdversarialExplainer(tiny).explain(tiny_images[:1], steps=6, overshoot=1.0)
     assert e.warnings and "raise eps or steps" in e.warnings[0]
+    assert not e.sane.any()
 
 
 @pytest.mark.needs_shared_data

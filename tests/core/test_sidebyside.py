@@ -131,7 +131,8 @@ def _explanation(sizes_rms: list[float]) -> Explanation:
         image_index=torch.zeros(n, dtype=torch.long), target_index=torch.arange(n),
         images=torch.zeros(n, 3, 2, 2), perturbations=torch.zeros(n, 3, 2, 2),
         perturbation_rms=torch.tensor(sizes_rms), prob_before=torch.full((n,), 0.2),
-        prob_after=torch.full((n,), 0.9), probs=torch.full((1, 3), 1 / 3))
+        prob_after=torch.full((n,), 0.9), probs=torch.full((1, 3), 1 / 3),
+        prediction_after=torch.arange(n), sane=torch.ones(n, dtype=torch.bool))
 
 
 def _attack(success: bool) -> AttackComparison:

@@ -112,6 +112,11 @@ def test_adversarial_explanation_over_http(http: httpx.Client) -> None:
         assert 0 < target["perturbation_rms"] < 0.2  # rho = 0.1, plus one last step
         assert target["artifact"] in result["artifacts"]
         assert target["difference"] in result["artifacts"]
+        assert target["sanity_check"] == "passed"
+        assert isinstance(target["became_target"], bool)
+        if target["probability_after"] > 0.5:  # then no other class can be the answer
+            assert target["became_target"] is True
+    assert any(t["became_target"] for t in result["targets"])
     assert {"input.png", "grid.png"} <= set(result["artifacts"])
     assert result["artifacts"]["grid.png"] == f"/v1/jobs/{job['id']}/artifacts/grid.png"
     check_artifacts(http, result)
@@ -130,6 +135,7 @@ def test_classic_methods(http: httpx.Client, method: str) -> None:
     (target,) = result["targets"]
     assert target["index"] == result["predictions"][0]["index"]
     assert target["probability_after"] is None and target["perturbation_rms"] is None
+    assert target["became_target"] is None and target["sanity_check"] is None
     assert target["artifact"] == f"{method}_{target['index']}.png"
     check_artifacts(http, result)
 

@@ -39,6 +39,8 @@ from aex_web_testing import (
 from PIL import Image
 from redis import Redis
 
+from aex.models.store import ModelStore
+
 if not CHROMIUM.is_file():
     missing(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it")
 pytest.importorskip(
@@ -85,7 +87,7 @@ def stack(redis_url: str, model_dir: Path,
         if not (model_dir / "tiny.ara.png").is_file():
             write_ara_plot(model_dir, tmp_path_factory.mktemp("ara-data"))
         wait_for_worker(redis, worker)
-        yield {"url": url, "keyed_url": keyed_url, "redis": redis}
+        yield {"url": url, "keyed_url": keyed_url, "redis": redis, "model_dir": model_dir}
     finally:
         for proc in procs:
             proc.stop()
@@ -353,6 +355,30 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
     page.wait_for_selector("#model-curve-slot .curve.missing")
     assert "no ARA data" in page.inner_text("#model-curve-slot")
     assert "aex evaluate slow" in page.inner_text("#model-curve-slot")
+    assert page.locator(".card-explainers").count() == 0
+    # figures of an explainers evaluation (as aex benchmark-explainers --save-metrics writes)
+    store = ModelStore(stack["model_dir"], include_bundled=False)
+    meta = store.get("slow").meta
+    figures = {"n_images": 3, "settings": {"replacement": "blur"}, "methods": {
+        "adversarial": {"deletion_area": 0.21, "insertion_area": 0.25, "infidelity": 0.006,
+                        "max_sensitivity": 0.09, "randomisation_correlation": 0.06,
+                        "randomisation_flagged": False, "counterfactual_valid": 0.98},
+        "integrated_gradients": {"deletion_area": 0.22, "insertion_area": 0.24,
+                                 "infidelity": 0.006, "max_sensitivity": 0.07,
+                                 "randomisation_correlation": 0.61,
+                                 "randomisation_flagged": True, "counterfactual_valid": None}}}
+    try:
+        store.write_meta("slow", {**meta, "metrics": {**meta.get("metrics", {}),
+                                                      "explainers": figures}})
+        page.reload()
+        page.wait_for_selector(".card-explainers")
+        shown = page.inner_text(".card-explainers")
+        assert "Measured on 3 test images" in shown
+        assert "deletion 0.21, insertion 0.25" in shown and "counterfactual valid 98 %" in shown
+        assert "0.61 (flagged: the map ignores the weights)" in shown
+        assert "[object Object]" not in page.inner_text("#models-body")
+    finally:
+        store.write_meta("slow", meta)
 
 
 def test_api_key_needed(page: Any, stack: dict[str, Any]) -> None:
