@@ -114,6 +114,17 @@ def test_bad_fields_are_refused_in_words(make_client: Any, fields: dict[str, Any
     assert words in response.json()["detail"]
 
 
+def test_a_callback_is_refused_when_webhooks_are_off(make_client: Any) -> None:
+    client = make_client()
+    response = compare(client, {"callback": "http://127.0.0.1:9/hooks"})
+    assert response.status_code == 422
+    assert "webhooks are not enabled" in response.json()["detail"]
+    response = client.post("/v1/attacks", files={"image": ("x.png", image_bytes())},
+                           data={"callback": "http://127.0.0.1:9/hooks"})
+    assert response.status_code == 422
+    assert "webhooks are not enabled" in response.json()["detail"]
+
+
 def test_listed_classes_are_bounded_over_all_selections(make_client: Any) -> None:
     client = make_client(max_targets=2)
     assert compare(client, {"targets": ["cat,dog", "predicted"]}).status_code == 202
