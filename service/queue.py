@@ -30,6 +30,7 @@ from aex.contract.jobs import (
     EVALUATION_KINDS,
     SPEC_TYPES,
     BatchExplanationJob,
+    ComparisonJob,
     JobSpec,
     job_function,
 )
@@ -309,9 +310,23 @@ class JobQueue:
                                                       for image in done]})
             upload: bytes | list[bytes] = [self.artifact(job.id, image["input"], caller)
                                            for image in done]
+        elif isinstance(spec, ComparisonJob):
+            upload = self._comparison_input(job, result, caller)
         else:
             upload = self.artifact(job.id, "input.png", caller)
         return self.submit(spec, upload, caller.owner)
+
+    def _comparison_input(self, job: Job, result: dict[str, Any], caller: Caller) -> bytes:
+        """The one upload that gives both columns of a comparison the inputs they saw: the
+        first column's ``input.png``, when the second saw the same image (else 409)."""
+        first, second = (self.artifact(job.id, str(column["input"]), caller)
+                         for column in result["columns"])
+        if first != second:
+            raise ConflictError(f"the two models of comparison {job.id!r} saw the image at "
+                                "different sizes or colour channels, so no one input makes "
+                                "both again; submit the original image to POST "
+                                "/v1/comparisons with the record's settings")
+        return first
 
     def artifact(self, job_id: str, name: str, caller: Caller) -> bytes:
         """The bytes of artifact ``name`` of a job; ``NotFoundError`` naming what is missing."""

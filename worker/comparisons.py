@@ -6,6 +6,7 @@ renders the pictures, stores them under one key per job, and returns the contrac
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,8 @@ from aex.models import LoadedModel
 from aex.models.levels import ChangeSize
 
 from .context import JobContext
-from .explaining import predictions
-from .jobs import _class, _given, _input, model_cache
+from .explaining import Stopwatch, adversarial_settings, make_record, predictions
+from .jobs import _class, _given, _input, attack_settings, model_cache
 
 COLUMNS = ("a", "b")
 
@@ -87,12 +88,18 @@ def _column(ctx: JobContext, prefix: str, loaded: LoadedModel, spec: ComparedMod
 def compare(spec: dict[str, Any]) -> dict[str, Any]:
     """Run a :class:`~aex.contract.jobs.ComparisonJob` on the job's upload.
 
-    Returns a :class:`~aex.contract.results.ComparisonResult` as JSON data.
+    Returns a :class:`~aex.contract.results.ComparisonResult` as JSON data, with the
+    record of how it was made (its ``model`` and ``sha256``: both columns', joined by
+    ``" vs "``).
     """
+    from aex.models import ATTACK_EPS, ATTACK_STEPS
+
     ctx = JobContext.current()
     with ctx.running("comparison"):
+        watch = Stopwatch()
         job = parse_spec(spec, ComparisonJob)
         loaded = [model_cache().get(c.model, c.sha256) for c in job.columns]
+        watch.lap("load_s")
         artifacts: dict[str, bytes] = {}
         columns: list[dict[str, Any]] = []
         settings: dict[str, Any] = {}
@@ -103,5 +110,14 @@ def compare(spec: dict[str, Any]) -> dict[str, Any]:
 
             measured, settings = _column(ctx, prefix, model, column, job, progress, artifacts)
             columns.append(measured)
-        result = {**settings, "columns": columns, "artifacts": ctx.store_artifacts(artifacts)}
+        watch.lap("compare_s")
+        names = ctx.store_artifacts(artifacts)
+        watch.lap("store_s")
+        made = {"adversarial": adversarial_settings(settings["rho"], settings["steps"]),
+                "attack": attack_settings("l2min", ATTACK_EPS, ATTACK_STEPS, None)}
+        inputs = [hashlib.sha256(artifacts[c["input"]]).hexdigest() for c in columns]
+        record = {**make_record("comparison", job.model_dump(mode="json"), loaded[0],
+                                job.columns[0].sha256, made, None, inputs, watch.timings),
+                  "model": job.model, "sha256": " vs ".join(c.sha256 for c in job.columns)}
+        result = {**settings, "columns": columns, "record": record, "artifacts": names}
         return ComparisonResult.model_validate(result).model_dump(by_alias=True)

@@ -68,6 +68,17 @@ def _given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def attack_settings(mode: str, eps: float, steps: int, target: int | None) -> dict[str, Any]:
+    """Every setting of an attack in ``mode`` (``eps`` and ``steps`` as run): the mode's
+    momentum and the science's other defaults, for a result's record."""
+    from aex.models import ATTACK_DEFAULTS, attack_comparison
+
+    clip = inspect.signature(attack_comparison).parameters["clip"].default
+    return {"mode": mode, "momentum": ATTACK_DEFAULTS[mode]["momentum"], "clip": clip,
+            "eps": eps, "steps": steps, "target": target,
+            "gradcam": "the predicted class, before and after"}
+
+
 def explain(spec: dict[str, Any]) -> dict[str, Any]:
     """Run an :class:`~aex.contract.jobs.ExplanationJob` on the job's upload.
 
@@ -139,13 +150,8 @@ def attack(spec: dict[str, Any]) -> dict[str, Any]:
         watch.lap("attack_s")
         names = ctx.store_artifacts(artifacts)
         watch.lap("store_s")
-        fixed = {name: p.default
-                 for name, p in inspect.signature(attack_comparison).parameters.items()
-                 if name in ("momentum", "clip")}
-        settings = {"mode": mode, **fixed, "eps": eps, "steps": steps, "target": target,
-                    "gradcam": "the predicted class, before and after"}
         record = make_record("attack", job.model_dump(mode="json"), loaded, job.sha256,
-                             {"attack": settings}, None,
+                             {"attack": attack_settings(mode, eps, steps, target)}, None,
                              [hashlib.sha256(artifacts["input.png"]).hexdigest()],
                              watch.timings)
         result = {

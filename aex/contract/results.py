@@ -89,8 +89,9 @@ class Record(BaseModel):
 
     kind: str
     spec: dict[str, Any] = Field(description="the job specification as run (seed resolved)")
-    model: str
-    sha256: str = Field(description="the weights' sha256")
+    model: str = Field(description="the model's name (a comparison: both, \"a vs b\")")
+    sha256: str = Field(description="the weights' sha256 (a comparison: both columns', "
+                                    "joined by \" vs \")")
     settings: dict[str, Any] = Field(
         description="every setting of each method, defaults included")
     versions: dict[str, str] = Field(description="aex, torch, captum, numpy, python")
@@ -264,6 +265,7 @@ class ComparisonResult(BaseModel):
     rho: float
     steps: int
     columns: list[ComparisonColumn] = Field(min_length=2, max_length=2)
+    record: Record | None = None
     artifacts: list[str] = Field(description="names of the pictures the job stored")
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Response, UploadFile
+from fastapi import Form, Response, UploadFile
 
 from aex.contract import targets as contract_targets
 from aex.contract.errors import ImageTooLargeError
 from aex.contract.imaging import inspect_image
 from aex.contract.settings import Settings
 from aex.contract.targets import Targets
+from aex.contract.webhooks import MAX_URL, check_callback
 from aex.models.store import CheckpointEntry, ModelNotFoundError, ModelStore
 
 from ..exceptions import NotFoundError
@@ -27,6 +28,22 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "queue full; see Retry-After"},
     503: {"model": Problem, "description": "Redis unreachable; see Retry-After"},
 }
+
+CallbackField = Annotated[
+    str | None,
+    Form(max_length=MAX_URL,
+         description="a URL that gets a signed POST (HMAC-SHA256, X-Aex-Signature) when the "
+                     "job ends; it must be on the operator's AEX_WEBHOOK_ALLOW list",
+         examples=["https://tools.internal/aex-hook"]),
+]
+
+
+def checked_callback(callback: str | None, settings: Settings) -> str | None:
+    """The ``callback`` field when webhooks are enabled (an allow-list and a secret) and
+    the list admits it; 422 saying why not else."""
+    if callback is not None:
+        check_callback(callback, settings.webhook_allow if settings.webhook_secret else [])
+    return callback
 
 
 def read_upload(image: UploadFile, settings: Settings, inspect: bool = True) -> bytes:

@@ -11,7 +11,15 @@ from aex.contract.jobs import MAX_ATTACK_EPS, MAX_ATTACK_STEPS, AttackJob, Attac
 from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
 from ..exceptions import InvalidRequestError
 from ..schemas import JobAccepted
-from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_class, resolve_model
+from ._common import (
+    SUBMIT_RESPONSES,
+    CallbackField,
+    accepted,
+    checked_callback,
+    read_upload,
+    resolve_class,
+    resolve_model,
+)
 
 router = APIRouter(prefix="/attacks", tags=["attacks"])
 
@@ -56,8 +64,10 @@ def create_attack(
         Form(max_length=200,
              description="l2 mode only: class (name or index) to push the image toward"),
     ] = None,
+    callback: CallbackField = None,
 ) -> JobAccepted:
     """Queue an attack job and answer ``202`` with its id and status URL."""
+    callback = checked_callback(callback, settings)
     entry = resolve_model(store, model)
     target_index = None
     if target not in (None, ""):
@@ -68,6 +78,6 @@ def create_attack(
         target_index = resolve_class(target, entry)
     spec = AttackJob(model=entry.name, sha256=entry.sha256, mode=mode, eps=eps, steps=steps,
                      target=target_index)
-    job = queue.submit(spec, read_upload(image, settings), caller.owner)
+    job = queue.submit(spec, read_upload(image, settings), caller.owner, callback)
     request.app.state.metrics.submitted.labels("attack").inc()
     return accepted(response, job.id, "attack", entry.name)

@@ -21,7 +21,15 @@ from aex.models.store import CheckpointEntry
 from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
 from ..exceptions import InvalidRequestError
 from ..schemas import JobAccepted
-from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_model, resolve_targets
+from ._common import (
+    SUBMIT_RESPONSES,
+    CallbackField,
+    accepted,
+    checked_callback,
+    read_upload,
+    resolve_model,
+    resolve_targets,
+)
 
 router = APIRouter(prefix="/comparisons", tags=["comparisons"])
 
@@ -82,6 +90,7 @@ def create_comparison(
         int,
         Form(ge=1, le=MAX_EXPLAIN_STEPS, description="steps of each explanation"),
     ] = 35,
+    callback: CallbackField = None,
 ) -> JobAccepted:
     """Queue one comparison job and answer ``202`` with its id and status URL.
 
@@ -91,9 +100,10 @@ def create_comparison(
     after, the size of each change in 0–255 levels (RMS and largest) and a caption that
     states what was measured. Pictures of model A are named ``a-*.png``, of B ``b-*.png``.
     """
+    callback = checked_callback(callback, settings)
     first = _column(resolve_model(store, model_a or DEFAULT_A), targets, settings)
     second = _column(resolve_model(store, model_b or DEFAULT_B), targets, settings)
     spec = ComparisonJob(columns=(first, second), rho=rho, steps=steps)
-    job = queue.submit(spec, read_upload(image, settings), caller.owner)
+    job = queue.submit(spec, read_upload(image, settings), caller.owner, callback)
     request.app.state.metrics.submitted.labels("comparison").inc()
     return accepted(response, job.id, "comparison", spec.model)

@@ -21,14 +21,21 @@ from aex.contract.jobs import (
     parse_spec,
 )
 from aex.contract.settings import Settings
-from aex.contract.webhooks import check_callback
 from aex.models.store import CheckpointEntry, ModelStore
 
 from ..batches import archive_kind, read_batch
 from ..deps import CallerDep, QueueDep, SettingsDep, StoreDep
 from ..exceptions import ConflictError
 from ..schemas import JobAccepted
-from ._common import SUBMIT_RESPONSES, accepted, read_upload, resolve_model, resolve_targets
+from ._common import (
+    SUBMIT_RESPONSES,
+    CallbackField,
+    accepted,
+    checked_callback,
+    read_upload,
+    resolve_model,
+    resolve_targets,
+)
 
 MAX_IMAGE_TARGETS_TEXT = 200_000
 MAX_RECORD_TEXT = 1_000_000
@@ -193,13 +200,7 @@ def create_explanation(
                          "string such as 'cat,dog', a list of classes, or null for targets)",
              examples=['["cat", ["dog", 3], null]']),
     ] = None,
-    callback: Annotated[
-        str | None,
-        Form(max_length=2000,
-             description="a URL that gets a signed POST (HMAC-SHA256, X-Aex-Signature) when "
-                         "the job ends; it must be on the operator's AEX_WEBHOOK_ALLOW list",
-             examples=["https://tools.internal/aex-hook"]),
-    ] = None,
+    callback: CallbackField = None,
     record: Annotated[
         str | None,
         Form(max_length=MAX_RECORD_TEXT,
@@ -224,8 +225,7 @@ def create_explanation(
     smallest visible change that the robust network needs (method.md §4); the result
     gives each target's probability before and after and links to the images.
     """
-    if callback is not None:
-        check_callback(callback, settings.webhook_allow if settings.webhook_secret else [])
+    callback = checked_callback(callback, settings)
     if record is not None:
         recorded, uploads = _from_record(record, image, store, settings)
         job = queue.submit(recorded, uploads, caller.owner, callback)

@@ -161,7 +161,8 @@ def rerun_job(job_id: JobId, response: Response, queue: QueueDep,
               caller: CallerDep) -> JobAccepted:
     """Submit a new job with the finished job's ``result.record``: the same model weights
     (by sha256), method settings and seed, on the same model inputs (its ``input.png``;
-    for a batch, the images that finished). On CPU the new result matches within float
+    for a batch, the images that finished; for a comparison, the image both models saw:
+    409 when they saw it at different sizes). On CPU the new result matches within float
     rounding."""
     job = queue.get(job_id, caller)
     new = queue.rerun(job, caller)

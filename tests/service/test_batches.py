@@ -368,3 +368,21 @@ def test_a_webhook_arrives_signed_and_is_retried(http: httpx.Client, receiver: R
     assert verify(SECRET, headers3, body3)
     assert json.loads(body3)["id"] == waiting["id"] and json.loads(body3)["status"] == "canceled"
     assert wait_job(http, blocker["id"])["status"] == "finished"
+    # attacks and comparisons take the same callback field, checked the same way
+    for kind in ("attacks", "comparisons"):
+        response = http.post(f"/v1/{kind}", files={"image": ("x.png", image_bytes())},
+                             data={"callback": receiver.url + "/../../elsewhere"})
+        assert response.status_code == 422 and ".. segments" in response.json()["detail"]
+    attack = http.post("/v1/attacks", files={"image": ("x.png", image_bytes())},
+                       data={"mode": "l2", "steps": "3",
+                             "callback": receiver.url + "/attack"}).json()
+    assert wait_job(http, attack["id"])["status"] == "finished"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(receiver.deliveries) < 4:
+        time.sleep(0.1)
+    headers4, body4, _ = receiver.deliveries[3]
+    assert verify(SECRET, headers4, body4)
+    delivered = json.loads(body4)
+    assert (delivered["id"], delivered["kind"], delivered["status"]) == (
+        attack["id"], "attack", "finished")
+    assert headers4["X-Aex-Delivery"] == f"{attack['id']}.0"  # the first attempt

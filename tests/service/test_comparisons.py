@@ -114,6 +114,17 @@ def test_bad_fields_are_refused_in_words(make_client: Any, fields: dict[str, Any
     assert words in response.json()["detail"]
 
 
+def test_a_callback_is_refused_when_webhooks_are_off(make_client: Any) -> None:
+    client = make_client()
+    response = compare(client, {"callback": "http://127.0.0.1:9/hooks"})
+    assert response.status_code == 422
+    assert "webhooks are not enabled" in response.json()["detail"]
+    response = client.post("/v1/attacks", files={"image": ("x.png", image_bytes())},
+                           data={"callback": "http://127.0.0.1:9/hooks"})
+    assert response.status_code == 422
+    assert "webhooks are not enabled" in response.json()["detail"]
+
+
 def test_listed_classes_are_bounded_over_all_selections(make_client: Any) -> None:
     client = make_client(max_targets=2)
     assert compare(client, {"targets": ["cat,dog", "predicted"]}).status_code == 202
@@ -246,3 +257,43 @@ def test_chosen_models_and_targets_end_to_end(http: httpx.Client) -> None:
         assert 0 < explanation["size"]["rms"] < 2 * 0.05  # the budget, plus one last step
     text = http.get("/metrics").text
     assert 'aex_jobs_ended{kind="comparison",status="finished"}' in text
+
+
+def test_a_comparison_rerun_reproduces_the_result(http: httpx.Client) -> None:
+    response = compare(http, {"steps": "5"}, image=image_bytes("JPEG", (64, 48)))
+    assert response.status_code == 202, response.text
+    first = wait_job(http, response.json()["id"], timeout=600)
+    assert first["status"] == "finished", first
+    old = first["result"]
+    record = old["record"]
+    assert record["kind"] == "comparison" and record["model"] == "plain vs tiny"
+    assert record["sha256"] == " vs ".join(c["sha256"] for c in record["spec"]["columns"])
+    assert record["device"] == "cpu" and record["dtype"] == "float32" and record["seed"] is None
+    assert record["settings"]["adversarial"]["steps"] == 5
+    assert record["settings"]["attack"] == {
+        "mode": "l2min", "momentum": 0.9, "clip": True, "eps": 20.0, "steps": 450,
+        "target": None, "gradcam": "the predicted class, before and after"}
+    assert len(record["inputs"]) == 2 and record["inputs"][0] == record["inputs"][1]
+    assert record["timings"]["compare_s"] > 0
+    response = http.post(f"/v1/jobs/{first['id']}/rerun")
+    assert response.status_code == 202, response.text
+    assert response.json()["kind"] == "comparison"
+    again = wait_job(http, response.json()["id"], timeout=600)
+    assert again["status"] == "finished", again
+    new = again["result"]
+    assert new["record"]["spec"] == record["spec"]
+    assert new["record"]["inputs"] == record["inputs"]
+    for a, b in zip(old["columns"], new["columns"], strict=True):
+        assert [p["class"] for p in b["predictions"]] == [p["class"] for p in a["predictions"]]
+        assert [p["probability"] for p in b["predictions"]] == pytest.approx(
+            [p["probability"] for p in a["predictions"]], abs=1e-6)
+        for x, y in zip(a["explanations"], b["explanations"], strict=True):
+            assert y["index"] == x["index"]
+            assert y["probability_after"] == pytest.approx(x["probability_after"], abs=1e-6)
+            assert y["size"]["rms"] == pytest.approx(x["size"]["rms"], abs=1e-6)
+        x, y = a["attack"], b["attack"]
+        assert (y["before"]["index"], y["after"]["index"], y["success"]) == (
+            x["before"]["index"], x["after"]["index"], x["success"])
+        assert y["after"]["probability"] == pytest.approx(x["after"]["probability"], abs=1e-6)
+        assert y["size"]["rms"] == pytest.approx(x["size"]["rms"], abs=1e-6)
+        assert y["gradcam_similarity"] == pytest.approx(x["gradcam_similarity"], abs=1e-5)

@@ -164,8 +164,9 @@ def test_attacks(http: httpx.Client, fields: dict[str, str], expect: str | None)
     if expect:
         assert result["target"]["class"] == expect
     settings = result["record"]["settings"]["attack"]
-    assert settings["mode"] == fields["mode"] and settings["steps"] == int(fields["steps"])
-    assert settings["eps"] == float(fields.get("eps", 20.0)) and settings["momentum"] == 0.9
+    assert settings["mode"] == fields["mode"] and settings["steps"] == result["steps"]
+    assert settings["eps"] == result["eps"]
+    assert settings["momentum"] == (0.0 if fields["mode"] == "l2" else 0.9)
     assert len(result["record"]["inputs"]) == 1 and result["record"]["seed"] is None
     assert set(result["artifacts"]) == {"input.png", "adversarial.png", "difference.png",
                                         "gradcam_before.png", "gradcam_after.png"}
