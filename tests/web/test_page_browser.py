@@ -311,10 +311,14 @@ def test_model_pages(page: Any, stack: dict[str, Any]) -> None:
     page.goto(f"{url}/#/models")
     page.wait_for_selector(".model-card >> text=tiny")
     assert page.evaluate(UNLABELLED) == []
-    # the registry's three models and the bundled one, which lost its `default` alias to tiny
-    assert page.locator(".model-card").count() == 4
-    bundled_card = page.locator(".model-card", has_text="aex-cifar10-r20").inner_text()
-    assert "default" not in bundled_card
+    # the registry's three models and the two bundled ones, which lost their aliases
+    # (`default` to tiny, `standard` to plain)
+    assert page.locator(".model-card").count() == 5
+    for name in ("aex-cifar10-r20", "aex-cifar10-r20-standard"):
+        bundled_card = page.locator(".model-card").filter(
+            has=page.get_by_role("link", name=name, exact=True))
+        assert "bundled with the service" in bundled_card.inner_text()
+        assert bundled_card.locator(".help").count() == 0  # no "also called ..."
     screenshot(page, "models")
     page.click(".model-card a >> text=tiny")
     page.wait_for_selector("#model-curve-slot .curve")
