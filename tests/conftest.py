@@ -48,6 +48,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("AEX_EXHAUSTIVE_TESTS") != "1":
+        opt_in = pytest.mark.skip(reason="exhaustive: set AEX_EXHAUSTIVE_TESTS=1 to run it "
+                                         "(minutes to tens of minutes on 2 cores)")
+        for item in items:
+            if "exhaustive" in item.keywords:
+                item.add_marker(opt_in)
     shared = _shared_dir()
     if shared.is_dir() or in_ci():  # under CI the tests run, and their fixtures fail
         return

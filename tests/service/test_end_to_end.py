@@ -239,12 +239,14 @@ def test_metrics_count_jobs(http: httpx.Client) -> None:
 
 
 def test_bundled_default_model(http: httpx.Client) -> None:
-    bundled = [m for m in http.get("/v1/models").json() if m["bundled"]]
-    assert [m["name"] for m in bundled] == ["aex-cifar10-r20"]
-    # the test registry's own model holds `default`, which a registry wins over the bundle
-    assert bundled[0]["aliases"] == []
+    bundled = {m["name"]: m for m in http.get("/v1/models").json() if m["bundled"]}
+    assert sorted(bundled) == ["aex-cifar10-r20", "aex-cifar10-r20-standard"]
+    # the test registry's own models hold `default` and `standard`, which a registry wins
+    # over the bundle
+    assert [m["aliases"] for m in bundled.values()] == [[], []]
     assert http.get("/v1/models/default").json()["bundled"] is False
-    name = bundled[0]["name"]
+    assert http.get("/v1/models/standard").json()["bundled"] is False
+    name = "aex-cifar10-r20"
     response = http.post("/v1/explanations", files={"image": ("x.png", image_bytes())},
                          data={"model": name, "targets": "predicted"})
     job = wait_job(http, response.json()["id"], timeout=300)
