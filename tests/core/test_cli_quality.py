@@ -21,11 +21,12 @@ CLASSES = ["cat", "dog", "ship"]
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    kwargs = {"act": "hhrelu", "num_classes": 3, "widths": [4, 8, 8], "input_size": 32}
+    kwargs = {"act": "hhrelu", "num_classes": 3, "widths": [4, 8, 8], "input_size": 32,
+              "mean": [0.5] * 3, "std": [0.25] * 3}
     root = tmp_path / "models"
     save_checkpoint(create_model("resnet20", **kwargs), "tiny", arch="resnet20",
-                    arch_kwargs={**kwargs, "mean": [0.5] * 3, "std": [0.25] * 3},
-                    classes=CLASSES, store=ModelStore(root, include_bundled=False))
+                    arch_kwargs=kwargs, classes=CLASSES,
+                    store=ModelStore(root, include_bundled=False))
     return root
 
 

@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from aex_service_testing import (
+    SLOW_CLASSES,
     children,
     image_bytes,
+    make_model,
     make_settings,
     noise_png,
     process_name,
@@ -37,7 +39,10 @@ from rq.serializers import JSONSerializer
 from aex.service.app import create_app
 from aex.service.redis_server import RedisServer, free_port
 
-LONG = {"model": "slow", "targets": "all", "steps": "100"}  # ~10 s on one thread
+# On the outage test's own "long" network (4× the cost of "slow"): LONG must outlast an
+# outage of more than the job's lease (4 s) plus the reconnection back-off.
+LONG = {"model": "long", "targets": "all", "steps": "100"}  # ~12 s on one thread
+ENDING = {"model": "long", "targets": "all", "steps": "35"}  # ~4 s
 SHORT = {"model": "slow", "targets": "all", "steps": "35"}  # ~3 s
 QUICK = {"targets": "cat", "steps": "3"}
 LOST = "Redis is unavailable"
@@ -60,12 +65,14 @@ def retries_left(redis: Redis, job_id: str) -> int:
     return int(job.retries_left or 0)
 
 
-def test_worker_outlives_redis_outages(model_dir: Path, tmp_path: Path) -> None:
+def test_worker_outlives_redis_outages(tmp_path: Path) -> None:
     """One worker process through three outages: at its start, in the middle of a long job
     (which goes on), and across the end of a job (which runs again once Redis is back)."""
+    model_dir = tmp_path / "models"  # its own, with a network slow enough for LONG
+    make_model(model_dir, "long", SLOW_CLASSES, [32, 64, 128])
     server = RedisServer(tmp_path / "redis", port=free_port(), persistent=True)
     worker = start_worker(service_env(server.url, model_dir), tmp_path / "worker.log",
-                          preload="slow")
+                          preload="long")
     try:
         wait_until(lambda: LOST in worker.output(), timeout=60)
         server.start()
@@ -81,7 +88,7 @@ def test_worker_outlives_redis_outages(model_dir: Path, tmp_path: Path) -> None:
             assert view["status"] == "finished", (view, worker.output())
             assert retries_left(redis, long) == 2  # it went on: not run again
 
-            short = submit(client, **SHORT)
+            short = submit(client, **ENDING)
             wait_until(lambda: client.get(f"/v1/jobs/{short}").json()["status"] == "started",
                        interval=0.02)
             server.stop()
