@@ -8,7 +8,8 @@ with BatchNorm on its running statistics. :func:`inference_model` builds a copy 
   convolution (weights scaled, a bias added);
 - every other BatchNorm is a per-channel affine fused with the activation that follows it
   into one autograd function, whose backward is one multiplication by a saved derivative
-  (first order only: the routine needs no double backward);
+  (first order only: the routine needs no double backward); HHReLU's ``1/d`` moves into
+  the weights of the layer that reads it;
 - parameters are plain buffers in channels-last layout (no parameter gradients);
 - optionally the forward and its input gradient are compiled with ``torch.compile``.
 
@@ -29,9 +30,13 @@ from ._resnet import PreActBlock, PreActResNet, _normalize
 
 
 class _AffineAct(torch.autograd.Function):
-    """``act(x · scale + shift)`` for HHReLU (``d > 0``) or ReLU (``d = 0``), first order.
+    """``d · act(x · scale + shift)`` for HHReLU (``d > 0``), ``relu(x · scale + shift)``
+    for ReLU (``d = 0``), first order.
 
-    Forward saves ``act'(z) · scale``, so the backward is one multiplication.
+    HHReLU is returned times ``d`` (``c · (z − c/2)`` with ``c = clamp(z, 0, d)``, whose
+    derivative is ``c``): the ``1/d`` is folded into the weights of the layer that reads
+    the activation. Forward saves the derivative times ``scale``, so the backward is one
+    multiplication.
     """
 
     @staticmethod
@@ -39,9 +44,8 @@ class _AffineAct(torch.autograd.Function):
                 shift: torch.Tensor | None, d: float) -> torch.Tensor:
         z = x if scale is None else torch.addcmul(shift, x, scale)  # type: ignore[arg-type]
         if d > 0:
-            c = z.clamp(0.0, d)
-            out = torch.sub(z, c, alpha=0.5).mul_(c).mul_(1.0 / d)
-            slope = c.mul_(1.0 / d)
+            slope = z.clamp(0.0, d)
+            out = torch.sub(z, slope, alpha=0.5).mul_(slope)
         else:
             out = z.clamp_min(0.0)
             slope = (z > 0).to(z.dtype)
@@ -80,12 +84,19 @@ def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Conv:
-    """A convolution's weight, optional bias, stride and padding as plain tensors."""
+    """A convolution's weight, optional bias, stride and padding as plain tensors.
 
-    def __init__(self, conv: nn.Module, bn: nn.Module | None = None) -> None:
+    ``bn``: an eval-mode BatchNorm that follows, folded in. ``d``: the width of the
+    HHReLU that precedes (0 for ReLU or none); its output arrives times ``d``
+    (:class:`_AffineAct`), so the weight is divided by ``d``.
+    """
+
+    def __init__(self, conv: nn.Module, bn: nn.Module | None = None, d: float = 0.0) -> None:
         if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
             raise TypeError(f"expected an ungrouped Conv2d, got {type(conv).__name__}")
         weight = conv.weight.detach()
+        if d > 0:
+            weight = weight / d
         bias = None if conv.bias is None else conv.bias.detach()
         if bn is not None:
             scale, shift = _bn_affine(bn)
@@ -107,8 +118,8 @@ class _Block:
         conv1, bn2, act2, conv2 = block.main
         self.scale, self.shift = _bn_affine(bn1)
         self.d1, self.d2 = _act_width(act1), _act_width(act2)
-        self.conv1, self.conv2 = _Conv(conv1, bn2), _Conv(conv2)
-        self.shortcut = None if block.shortcut is None else _Conv(block.shortcut)
+        self.conv1, self.conv2 = _Conv(conv1, bn2, self.d1), _Conv(conv2, d=self.d2)
+        self.shortcut = None if block.shortcut is None else _Conv(block.shortcut, d=self.d1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pre = _AffineAct.apply(x, self.scale, self.shift, self.d1)
@@ -145,7 +156,10 @@ class FoldedResNet(nn.Module):
                 self.blocks.append(_Block(block))
         self.scale, self.shift = _bn_affine(bn)
         self.d = _act_width(act)
-        self.head = _Conv(head)
+        if not isinstance(head, nn.Conv2d) or head.kernel_size != (1, 1):
+            raise TypeError("expected a 1×1 convolution as the head")
+        self.head_weight = (head.weight.detach() / (self.d or 1.0)).flatten(1).contiguous()
+        self.head_bias = None if head.bias is None else head.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(_normalize(x, self.input_offset).contiguous(
@@ -153,7 +167,7 @@ class FoldedResNet(nn.Module):
         for block in self.blocks:
             h = block(h)
         h = _AffineAct.apply(h, self.scale, self.shift, self.d)
-        return self.head(h.mean((2, 3), keepdim=True)).flatten(1)
+        return F.linear(h.mean((2, 3)), self.head_weight, self.head_bias)
 
 
 def inference_model(model: nn.Module, compile: bool = False) -> nn.Module:

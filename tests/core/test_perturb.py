@@ -193,3 +193,42 @@ def test_bad_labels_are_value_errors_before_the_routine_runs(
         perturb(tiny, tiny_images, labels, mode="l2min", eps=1.0, steps=3,
                 progress=seen.append)
     assert seen == []  # refused at the first pass, before any loss or step
+
+
+class _RowCounter(torch.nn.Module):
+    """A BatchNorm-free network (train and eval mode compute the same function) that
+    counts the rows it is run on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Softplus(),
+                                       torch.nn.Flatten(), torch.nn.Linear(8 * 16 * 16, 3))
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+@pytest.mark.parametrize(("mode", "clip", "momentum"), [
+    ("encourage", True, 0.0), ("encourage", False, 0.5), ("l2", False, 0.0), ("l2", True, 0.9)])
+def test_rows_that_met_their_budget_skip_the_pass_with_the_same_result(
+        mode: str, clip: bool, momentum: float, tiny_images: torch.Tensor) -> None:
+    """In eval mode the l2/encourage routine leaves rows whose budget is reached out of
+    the network pass; train mode (no skipping) on a network without BatchNorm must give
+    the very same perturbations."""
+    net = _RowCounter()
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    affected = torch.tensor([1, 1, 1, 1, 0, 1])
+    settings = {"mode": mode, "eps": 0.05, "steps": 30, "overshoot": 5.0, "clip": clip,
+                "momentum": momentum, "affected": affected}
+    skipping = perturb(net, tiny_images, y, **settings)  # type: ignore[arg-type]
+    skipped_rows = net.rows
+    net.rows = 0
+    every = perturb(net, tiny_images, y, train_mode=True, **settings)  # type: ignore[arg-type]
+    assert net.rows == 30 * 6
+    assert skipped_rows < 0.75 * net.rows
+    torch.testing.assert_close(skipping.delta, every.delta, rtol=0, atol=1e-6)
+    assert torch.equal(skipping.first_goal_step, every.first_goal_step)
+    assert torch.equal(skipping.delta[4], torch.zeros_like(skipping.delta[4]))
