@@ -47,6 +47,10 @@ class HalfHuberReLU(nn.Module):
         d: width of the quadratic region, default 0.5.
         inplace: overwrite the input when autograd does not need it (inference), as
             ``nn.ReLU(inplace=True)`` does; with gradients it always works out of place.
+
+    Attributes:
+        fuse_with_batchnorm: whether a preceding train-mode BatchNorm and this activation
+            may run as one node (``batchnorm_activation``); the same values either way.
     """
 
     d: torch.Tensor
@@ -58,6 +62,7 @@ class HalfHuberReLU(nn.Module):
         self.register_buffer("d", torch.tensor(float(d)))
         self._d = float(d)
         self.inplace = inplace
+        self.fuse_with_batchnorm = True
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               *args: Any, **kwargs: Any) -> None:
