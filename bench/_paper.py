@@ -1,7 +1,7 @@
 """The paper's algorithms written out plainly from method.md, as the baselines the
 benchmarks time in the same run: the network as it is loaded (aex's own layers, so the
-baseline is not slowed by a slower activation, but each BatchNorm and activation as two
-autograd nodes as in the reference: see :func:`paper_network`), no inference copy, no
+baseline is not slowed by a slower activation, but differentiated by PyTorch's own
+derivatives as the reference's layers are: see :func:`paper_network`), no inference copy, no
 skipping, one batch per image, per-image augmentation. Each is timed, never trusted for
 results.
 """
@@ -12,16 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aex.models import HalfHuberReLU
+from aex.models import use_explicit_derivatives
 
 
 def paper_network(model: nn.Module) -> nn.Module:
-    """``model`` with its BatchNorm layers and activations run as separate modules, as the
-    reference runs them (no fused train-mode BatchNorm + HHReLU node). Returns ``model``."""
-    for module in model.modules():
-        if isinstance(module, HalfHuberReLU):
-            module.fuse_with_batchnorm = False
-    return model
+    """``model`` differentiated as the reference's layers are, by PyTorch's own derivatives
+    (no fused train-mode BatchNorm + HHReLU node, no written-out convolution double
+    backward). Returns ``model``."""
+    return use_explicit_derivatives(model, False)
 
 
 def _rms(v: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ paper's steps timed in the same run.
 Each aex step is what ``aex train`` runs per batch (augmentation, forward, loss, backward,
 SGD update; the robust step adds the input-gradient penalty with double backpropagation).
 The baselines are the same steps written out from method.md (``_paper.py``: per-image
-augmentation, the same layers, BatchNorm and activation as separate autograd nodes). Efficiency is against the
+augmentation, the same layers with PyTorch's own derivatives). Efficiency is against the
 float32 matrix-multiply peak timed among the same runs, with the FLOPs of the
 convolutions: a standard step is assumed to cost 3 forward passes (forward, input and
 weight gradients), a robust step 6 (forward, input gradient, and the backward of both).

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._hhrelu import HalfHuberReLU
 
@@ -113,12 +114,11 @@ def batchnorm_activation(bn: nn.Module, act: nn.Module, x: torch.Tensor) -> torc
     """``act(bn(x))``; one fused node when ``bn`` is an affine BatchNorm in training mode,
     ``act`` a :class:`HalfHuberReLU` that allows it, gradients are on and no hooks watch
     either module."""
-    fusable = (isinstance(act, HalfHuberReLU) and act.fuse_with_batchnorm
-               and isinstance(bn, nn.modules.batchnorm._BatchNorm)
-               and bn.training and bn.affine and torch.is_grad_enabled()
-               and not (bn._forward_hooks or bn._forward_pre_hooks or act._forward_hooks
-                        or act._forward_pre_hooks))
-    if not fusable:
+    if not (isinstance(bn, _BatchNorm) and isinstance(act, HalfHuberReLU)
+            and act.fuse_with_batchnorm and bn.training and bn.affine
+            and torch.is_grad_enabled()
+            and not (bn._forward_hooks or bn._forward_pre_hooks or act._forward_hooks
+                     or act._forward_pre_hooks)):
         return act(bn(x))
     momentum = 0.0 if bn.momentum is None else bn.momentum
     if bn.track_running_stats and bn.num_batches_tracked is not None:

@@ -89,14 +89,16 @@ class _Conv2d(torch.autograd.Function):
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state dict) with a cheaper double backward.
 
-    Used without bias, dilation or groups and with zero padding given as numbers; otherwise,
-    or with ``explicit_double_backward`` False, it is ``nn.Conv2d`` itself.
+    Used in training mode with gradients on (the robust loss), without bias, dilation or
+    groups and with zero padding given as numbers; otherwise, or with
+    ``explicit_double_backward`` False, it is ``nn.Conv2d`` itself.
     """
 
     explicit_double_backward = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.explicit_double_backward and torch.is_grad_enabled() and self.bias is None
+        if (self.explicit_double_backward and self.training and torch.is_grad_enabled()
+                and self.bias is None
                 and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and not isinstance(self.padding, str)):
             return _Conv2d.apply(x, self.weight, self.stride, self.padding)

@@ -9,7 +9,7 @@ from torch import nn
 
 from ._batchnorm_hhrelu import batchnorm_activation
 from ._conv2d import Conv2d
-from ._hhrelu import make_activation
+from ._hhrelu import HalfHuberReLU, make_activation
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
@@ -38,6 +38,19 @@ class InputNormalization(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _normalize(x, self.input_offset)
+
+
+def use_explicit_derivatives(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch the layers' written-out derivatives (on by default) on or off in ``model``:
+    train-mode BatchNorm + HHReLU as one node and :class:`Conv2d`'s double backward. The
+    values are the same either way (up to float rounding); off, every layer differentiates
+    as PyTorch's own modules do. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, HalfHuberReLU):
+            module.fuse_with_batchnorm = enabled
+        elif isinstance(module, Conv2d):
+            module.explicit_double_backward = enabled
+    return model
 
 
 class PreActBlock(nn.Module):
