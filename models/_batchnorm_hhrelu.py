@@ -40,9 +40,9 @@ class _BatchNormHHReLUBackward(torch.autograd.Function):
     """``(gy, x, γ, β) ↦ (∂L/∂x, ∂L/∂γ, ∂L/∂β)`` of the layer, with an explicit backward.
 
     ``slope`` is ``h′(z)``, ``in_ramp`` the float indicator of ``0 ≤ z ≤ d``. With
-    ``g_z = gy·h′(z)``: ``∂L/∂x = B_γ(g_z)``, ``∂L/∂γ = Σ g_z·x̂``, ``∂L/∂β = Σ g_z``. Only
-    ``∂L/∂x`` is differentiable (the robust loss differentiates the input gradient, never
-    the parameters' gradients).
+    ``g_z = gy·h′(z)``: ``∂L/∂x = B_γ(g_z)``, ``∂L/∂γ = Σ g_z·x̂``, ``∂L/∂β = Σ g_z``. The
+    robust loss differentiates ``∂L/∂x`` alone; the parameters' gradients are differentiable
+    too, at the cost of a few more passes.
     """
 
     @staticmethod
@@ -54,19 +54,31 @@ class _BatchNormHHReLUBackward(torch.autograd.Function):
         gx, gw, gb = _bn_backward(gz, x, weight, mean, invstd, eps)
         ctx.save_for_backward(gy, x, weight, slope, in_ramp, mean, invstd, gz, gx, gw, gb)
         ctx.eps, ctx.d = eps, d
-        ctx.mark_non_differentiable(gw, gb)
+        ctx.set_materialize_grads(False)
         return gx, gw, gb
 
     @staticmethod
-    def backward(ctx: Any, ggx: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, ggx: torch.Tensor | None, gg_weight: torch.Tensor | None,
+                 gg_bias: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         gy, x, weight, slope, in_ramp, mean, invstd, gz, gx, gw, gb = ctx.saved_tensors
         eps, d = ctx.eps, ctx.d
         n = x.numel() // x.shape[1]
+        if ggx is None:
+            ggx = torch.zeros_like(gx)
         # g_z = gy·h′(z) and ∂L/∂x = B_γ(g_z): the adjoint of B_γ is B_γ.
         ggz, sum_ggx_xhat, sum_ggx = _bn_backward(ggx, x, weight, mean, invstd, eps)
-        grad_gy = ggz * slope if ctx.needs_input_grad[0] else None
+        ggz_all, grad_x_params = ggz, None
+        if gg_weight is not None or gg_bias is not None:
+            # The parameters' gradients Σ g_z·x̂ and Σ g_z, through g_z and through x̂.
+            gg_w = torch.zeros_like(gw) if gg_weight is None else gg_weight
+            gg_b = torch.zeros_like(gb) if gg_bias is None else gg_bias
+            xhat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
+            ggz_all = ggz + xhat * _per_channel(gg_w, x) + _per_channel(gg_b, x)
+            grad_x_params = _bn_backward(gz * _per_channel(gg_w, x), x, torch.ones_like(weight),
+                                         mean, invstd, eps)[0]
+        grad_gy = ggz_all * slope if ctx.needs_input_grad[0] else None
         # Through h′(z) (h″ = 1/d on [0, d], as clamp's derivative): z = γ·x̂ + β.
-        curvature = (ggz * gy).mul_(in_ramp)
+        curvature = (ggz_all * gy).mul_(in_ramp)
         grad_x, sum_curv_xhat, sum_curv = _bn_backward(curvature, x, weight * (1.0 / d), mean,
                                                        invstd, eps)
         # Through the explicit x̂ and γ·r of B_γ: with m₁ = mean(g_z), m₂ = mean(g_z·x̂),
@@ -80,6 +92,8 @@ class _BatchNormHHReLUBackward(torch.autograd.Function):
         grad_x.addcmul_(gx, _per_channel(-invstd * sum_ggx_xhat / n, x))
         k = -grad_invstd * invstd.square() * invstd / n
         grad_x.addcmul_(x, _per_channel(k, x)).sub_(_per_channel(k * mean, x))
+        if grad_x_params is not None:
+            grad_x += grad_x_params
         grad_weight = invstd * grad_scale + sum_curv_xhat * (1.0 / d)
         grad_bias = sum_curv * (1.0 / d)
         return (grad_gy, grad_x, grad_weight, grad_bias) + (None,) * 6
