@@ -84,7 +84,8 @@ class _BatchNormHHReLUBackward(torch.autograd.Function):
         # Through the explicit x̂ and γ·r of B_γ: with m₁ = mean(g_z), m₂ = mean(g_z·x̂),
         # ∂L/∂(γr) = Σ ggx·g_z − m₁·Σ ggx − m₂·Σ ggx·x̂.
         m1, m2 = gb / n, gw / n
-        grad_scale = (ggx * gz).sum([0, *range(2, x.dim())]) - m1 * sum_ggx - m2 * sum_ggx_xhat
+        dot = torch.mul(ggx, gz, out=curvature).sum([0, *range(2, x.dim())])
+        grad_scale = dot - m1 * sum_ggx - m2 * sum_ggx_xhat
         grad_invstd = weight * grad_scale
         # ∂x̂/∂x gives B₁ of the x̂-gradient −γr·m₂·ggx − γr·(Σ ggx·x̂ / N)·g_z, which is
         # −r·m₂·ggz − r·(Σ ggx·x̂ / N)·gx; r's own dependence on x adds −r²/N·x̂·∂L/∂r.
@@ -108,13 +109,15 @@ class _BatchNormHHReLU(torch.autograd.Function):
                 momentum: float, eps: float, d: float) -> torch.Tensor:
         z, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var,
                                                   True, momentum, eps)
+        # In place where possible: writing fresh memory costs more than the arithmetic.
         c = z.clamp(0.0, d)
-        slope = c * (1.0 / d)
         # A float indicator: comparisons into bool and masking are several times slower.
         in_ramp = torch.eq(c, z, out=torch.empty_like(z))
+        y = z.sub_(c, alpha=0.5)
+        slope = c.mul_(1.0 / d)
         ctx.save_for_backward(x, weight, bias, slope, in_ramp, mean, invstd)
         ctx.eps, ctx.d = eps, d
-        return z.sub_(c, alpha=0.5).mul_(slope)
+        return y.mul_(slope)
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
