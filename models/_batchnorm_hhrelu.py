@@ -129,11 +129,11 @@ class _BatchNormHHReLU(torch.autograd.Function):
 
 def batchnorm_activation(bn: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(bn(x))``; one fused node when ``bn`` is an affine BatchNorm in training mode,
-    ``act`` a :class:`HalfHuberReLU` that allows it, gradients are on and no hooks watch
-    either module."""
+    ``act`` a :class:`HalfHuberReLU` that allows it, gradients are on, autocast is off and
+    no hooks watch either module."""
     if not (isinstance(bn, _BatchNorm) and isinstance(act, HalfHuberReLU)
             and act.fuse_with_batchnorm and bn.training and bn.affine
-            and torch.is_grad_enabled()
+            and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
             and not (bn._forward_hooks or bn._forward_pre_hooks or act._forward_hooks
                      or act._forward_pre_hooks)):
         return act(bn(x))

@@ -89,8 +89,8 @@ class _Conv2d(torch.autograd.Function):
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state dict) with a cheaper double backward.
 
-    Used in training mode with gradients on (the robust loss), without bias, dilation or
-    groups and with zero padding given as numbers; otherwise, or with
+    Used in training mode with gradients on (the robust loss) and autocast off, without
+    bias, dilation or groups and with zero padding given as numbers; otherwise, or with
     ``explicit_double_backward`` False, it is ``nn.Conv2d`` itself.
     """
 
@@ -98,7 +98,7 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.explicit_double_backward and self.training and torch.is_grad_enabled()
-                and self.bias is None
+                and not torch.is_autocast_enabled(x.device.type) and self.bias is None
                 and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and not isinstance(self.padding, str)):
             return _Conv2d.apply(x, self.weight, self.stride, self.padding)

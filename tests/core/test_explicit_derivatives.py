@@ -76,3 +76,15 @@ def test_first_order_training_and_eval_are_unchanged() -> None:
             logits = net.eval()(x)
         results.append([logits] + _state(net))
     _assert_same(*results)
+
+
+def test_autocast_runs_pytorchs_own_layers() -> None:
+    """Under autocast (``aex train --amp``) the layers fall back to PyTorch's modules, whose
+    recorded casts keep the mixed-precision double backward consistent."""
+    net = create_model("resnet20", act="hhrelu").train()
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = robust_loss(net, x, y, 220.0)
+    loss.total.backward()
+    assert loss.logits.dtype == torch.bfloat16
+    assert all(p.grad is not None and bool(p.grad.isfinite().all()) for p in net.parameters())
