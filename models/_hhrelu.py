@@ -54,6 +54,7 @@ class HalfHuberReLU(nn.Module):
     """
 
     d: torch.Tensor
+    fuse_with_batchnorm = True
 
     def __init__(self, d: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
@@ -62,7 +63,6 @@ class HalfHuberReLU(nn.Module):
         self.register_buffer("d", torch.tensor(float(d)))
         self._d = float(d)
         self.inplace = inplace
-        self.fuse_with_batchnorm = True
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               *args: Any, **kwargs: Any) -> None:
