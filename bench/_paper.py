@@ -1,7 +1,9 @@
 """The paper's algorithms written out plainly from method.md, as the baselines the
 benchmarks time in the same run: the network as it is loaded (aex's own layers, so the
-baseline is not slowed by a slower activation), no inference copy, no skipping, one batch
-per image, per-image augmentation. Each is timed, never trusted for results.
+baseline is not slowed by a slower activation, but differentiated by PyTorch's own
+derivatives as the reference's layers are: see :func:`paper_network`), no inference copy, no
+skipping, one batch per image, per-image augmentation. Each is timed, never trusted for
+results.
 """
 
 from __future__ import annotations
@@ -9,6 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aex.models import use_explicit_derivatives
+
+
+def paper_network(model: nn.Module) -> nn.Module:
+    """``model`` differentiated as the reference's layers are, by PyTorch's own derivatives
+    (no fused train-mode BatchNorm + HHReLU node, no written-out convolution double
+    backward). Returns ``model``."""
+    return use_explicit_derivatives(model, False)
 
 
 def _rms(v: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from _machine import MatmulPeak, describe
-from _paper import paper_explanations, paper_robust_step, paper_routine
+from _paper import paper_explanations, paper_network, paper_robust_step, paper_routine
 from bench_ara import cifar_test_dir
 
 from aex.models import (
@@ -116,7 +116,7 @@ def main() -> None:
         trainer = Trainer(config, train, tmp, device=str(device), show_progress=False)
         tx, ty = train.floats().to(device), train.labels.to(device)
         ours = _timed(lambda: trainer._step(tx, ty, gen), device, args.repeats)
-        net = create_model("resnet44", act="hhrelu").to(device)
+        net = paper_network(create_model("resnet44", act="hhrelu")).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         base = _timed(lambda: paper_robust_step(net, opt, tx, ty, trainer.psi.psi), device,
                       args.repeats)

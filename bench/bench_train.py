@@ -6,7 +6,7 @@ paper's steps timed in the same run.
 Each aex step is what ``aex train`` runs per batch (augmentation, forward, loss, backward,
 SGD update; the robust step adds the input-gradient penalty with double backpropagation).
 The baselines are the same steps written out from method.md (``_paper.py``: per-image
-augmentation, the same layers). Efficiency is against the
+augmentation, the same layers with PyTorch's own derivatives). Efficiency is against the
 float32 matrix-multiply peak timed among the same runs, with the FLOPs of the
 convolutions: a standard step is assumed to cost 3 forward passes (forward, input and
 weight gradients), a robust step 6 (forward, input gradient, and the backward of both).
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 from _machine import MatmulPeak, describe, efficiency, forward_flops
-from _paper import paper_robust_step, paper_standard_step
+from _paper import paper_network, paper_robust_step, paper_standard_step
 from _timing import interleaved
 
 from aex.models import ImageSet, create_model
@@ -52,7 +52,8 @@ def main() -> None:
             trainer = Trainer(TrainConfig(**common, robust=kind == "robust"), data,
                               f"{tmp}/{kind}", device="cpu", show_progress=False)
             psi = trainer.psi.psi
-            net = create_model("resnet44", act="hhrelu" if kind == "robust" else "relu")
+            net = paper_network(create_model("resnet44",
+                                             act="hhrelu" if kind == "robust" else "relu"))
             opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
             if kind == "robust":
                 runs["robust: paper"] = (lambda n=net, o=opt, p=psi:

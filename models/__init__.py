@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         perturb,
         rms,
     )
-    from ._resnet import PreActResNet
+    from ._resnet import PreActResNet, use_explicit_derivatives
     from ._sidebyside import ExplainAndAttack, explain_and_attack
     from .checkpoint import LoadedModel, load_checkpoint, save_checkpoint, update_metrics
     from .data import ImageSet, evaluation_indices, extract_tar, image_tensor, load_image_folder
@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "HalfHuberReLU": "._hhrelu",
     "hhrelu": "._hhrelu",
     "PreActResNet": "._resnet",
+    "use_explicit_derivatives": "._resnet",
     "create_model": "._architectures",
     "list_models": "._architectures",
     "register_model": "._architectures",

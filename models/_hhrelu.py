@@ -47,9 +47,14 @@ class HalfHuberReLU(nn.Module):
         d: width of the quadratic region, default 0.5.
         inplace: overwrite the input when autograd does not need it (inference), as
             ``nn.ReLU(inplace=True)`` does; with gradients it always works out of place.
+
+    Attributes:
+        fuse_with_batchnorm: whether a preceding train-mode BatchNorm and this activation
+            may run as one node (``batchnorm_activation``); the same values either way.
     """
 
     d: torch.Tensor
+    fuse_with_batchnorm = True
 
     def __init__(self, d: float = 0.5, inplace: bool = False) -> None:
         super().__init__()

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._hhrelu import make_activation
+from ._batchnorm_hhrelu import batchnorm_activation
+from ._conv2d import Conv2d
+from ._hhrelu import HalfHuberReLU, make_activation
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
@@ -38,6 +40,19 @@ class InputNormalization(nn.Module):
         return _normalize(x, self.input_offset)
 
 
+def use_explicit_derivatives(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch the layers' written-out derivatives (on by default) on or off in ``model``:
+    train-mode BatchNorm + HHReLU as one node and :class:`Conv2d`'s double backward. The
+    values are the same either way (up to float rounding); off, every layer differentiates
+    as PyTorch's own modules do. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, HalfHuberReLU):
+            module.fuse_with_batchnorm = enabled
+        elif isinstance(module, Conv2d):
+            module.explicit_double_backward = enabled
+    return model
+
+
 class PreActBlock(nn.Module):
     """``pre = act(BN(x))``; ``main = conv(act(BN(conv_stride(pre))))``; out = main + shortcut."""
 
@@ -45,19 +60,20 @@ class PreActBlock(nn.Module):
         super().__init__()
         self.pre = nn.Sequential(nn.BatchNorm2d(in_ch), make_activation(act, inplace=True))
         self.main = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+            Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(out_ch),
             make_activation(act, inplace=True),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
         )
         self.shortcut: nn.Module | None = None
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+            self.shortcut = Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.pre(x)
+        pre = batchnorm_activation(self.pre[0], self.pre[1], x)
         skip = x if self.shortcut is None else self.shortcut(pre)
-        return self.main(pre) + skip
+        main = batchnorm_activation(self.main[1], self.main[2], self.main[0](pre))
+        return self.main[3](main) + skip
 
 
 class PreActResNet(nn.Module):
@@ -104,7 +120,7 @@ class PreActResNet(nn.Module):
         self.depth, self.widths, self.num_classes = depth, list(widths), num_classes
         self.act, self.input_size = act, input_size
         self.register_buffer("input_offset", _offset(mean, std))
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)]
+        layers: list[nn.Module] = [Conv2d(in_channels, widths[0], 3, padding=1, bias=False)]
         in_ch = widths[0]
         for i, width in enumerate(widths):
             stage = []
@@ -144,4 +160,8 @@ class PreActResNet(nn.Module):
         return self.pipe[-3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pipe(_normalize(x, self.input_offset)).flatten(1)
+        h = _normalize(x, self.input_offset)
+        for layer in self.pipe[:-4]:
+            h = layer(h)
+        bn, act, pool, head = self.pipe[-4:]
+        return head(pool(batchnorm_activation(bn, act, h))).flatten(1)
