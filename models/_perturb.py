@@ -148,6 +148,7 @@ def perturb(
     clip: bool = False,
     train_mode: bool = False,
     progress: ProgressFn | None = None,
+    start: torch.Tensor | None = None,
 ) -> PerturbResult:
     """Find perturbations ``δ`` for a batch with the routine of method.md §3.
 
@@ -167,6 +168,8 @@ def perturb(
             the image that is shown (off for ARA, as in the reference).
         train_mode: run the model in train mode (adversarial training only).
         progress: called with the fraction done after each pass.
+        start: ``(B, C, H, W)`` perturbation to start from, for the min modes only (the
+            refinement of the fast ARA); ``None`` starts from δ = 0 as method.md §3.
 
     Outside ``train_mode`` the routine runs on the network's inference copy
     (:func:`inference_model`: BatchNorm folded, channels-last; the same function up to
@@ -191,6 +194,8 @@ def perturb(
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     check_images(x)
     check_labels(y, x.shape[0])
+    if start is not None and (mode not in MIN_MODES or start.shape != x.shape):
+        raise ValueError(f"start must be a {tuple(x.shape)} perturbation of a min mode")
     y = y.to(device=x.device, dtype=torch.long)
     batch = x.shape[0]
     shape = (batch,) + (1,) * (x.dim() - 1)
@@ -199,9 +204,9 @@ def perturb(
     is_min = mode in MIN_MODES
     size = eps * overshoot
     norm = steps * (steps + 1) / 2
-    delta = torch.zeros_like(x)
+    delta = torch.zeros_like(x) if start is None else start.detach().to(x).clone()
     velocity = torch.zeros_like(x)
-    best = delta.clone()
+    best = torch.zeros_like(x)
     best_rms = torch.full((batch,), float("inf"), device=x.device)
     first = torch.full((batch,), steps + 1, dtype=torch.long, device=x.device)
     passes = steps + 1 if is_min else steps

@@ -32,8 +32,10 @@ class EvaluationRequest(BaseModel):
     model: Annotated[str | None, Field(max_length=64)] = Field(
         None, description="registry name or alias; the default model if omitted")
     n_images: Annotated[int, Field(ge=1, le=MAX_EVAL_IMAGES)] = 100
-    fast: bool = Field(True, description="ara: the cheaper settings (eps 5, 150 steps) "
-                                         "instead of the reference ones (eps 20, 450 steps)")
+    fast: bool = Field(True, description="ara: the fast settings (each image's radius "
+                                         "refined around a coarse run, about a fifth of "
+                                         "the passes) instead of the reference ones "
+                                         "(eps 20, 450 steps)")
     methods: Annotated[list[ExplainMethod] | None, Field(min_length=1, max_length=5)] = Field(
         None, description="explainers: the methods to compare (default all five)")
 
