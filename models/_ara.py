@@ -133,11 +133,16 @@ class Refinement:
         return dict(vars(self))
 
 
-REFINEMENT = Refinement()
+REFINEMENTS: dict[str, Refinement] = {"l2min": Refinement(max_steps=120), "btr": Refinement()}
+"""The fast ARA's schedule per mode. The attack's exploring run may last 120 steps: capped
+at 60 its ARA on 300 images of the paper's robust network moved +2.75 % (at 5.2× fewer
+passes than the reference), at 120 +1.74 % (4.65×), uncapped +1.86 %; the standard
+network's attack ARA moved −0.47 % either way. BTR keeps 60 (+1.84 % robust, +0.64 %
+standard, on 100 images), as its largest radii take nearly the whole schedule."""
 
 
 def refined_radii(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str,
-                  settings: dict[str, Any], refinement: Refinement = REFINEMENT,
+                  settings: dict[str, Any], refinement: Refinement,
                   progress: ProgressFn | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Per image minimal radius by :class:`Refinement` around the reference ``settings``
@@ -270,7 +275,7 @@ def ara(
 
         if refine:
             found, success, sane, batch_passes = refined_radii(
-                model, x[idx], y[idx], mode, schedule, REFINEMENT, report)
+                model, x[idx], y[idx], mode, schedule, REFINEMENTS[mode], report)
         else:
             result = perturb(model, x[idx], y[idx], mode=mode, eps=eps,  # type: ignore[arg-type]
                              steps=steps, overshoot=overshoot, momentum=momentum,
@@ -293,7 +298,7 @@ def ara(
     radii[censored] = float("nan")
     value, r, curve = ara_from_radii(radii, num_classes, bins, censored)
     settings = dict(schedule, refine=refine,
-                    **({"refinement": REFINEMENT.as_dict()} if refine else {}))
+                    **({"refinement": REFINEMENTS[mode].as_dict()} if refine else {}))
     resolution = 2 * eps * overshoot / (steps * (steps + 1))
     return ARAResult(value, mode, radii, r, curve, float(alive.float().mean()), num_classes,
                      settings, unsettled, resolution, int(censored.sum()), passes)
